@@ -1,0 +1,55 @@
+"""Verilog emission of the accelerator's blocks.
+
+:data:`BLOCKS` names every block ``mixdit verilog --block`` knows, with a factory that builds it
+at its default parameters. Amaranth emits no Verilog ``parameter``: a different size is a
+different Verilog file, so callers that vary parameters build the component themselves and pass it
+to :func:`emit`.
+"""
+
+import importlib
+from pathlib import Path
+from typing import Callable
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+__all__ = ["BLOCKS", "emit", "emit_block", "build_block"]
+
+#: Block name -> ``"module:factory"``, the factory called with no arguments.
+BLOCKS: dict[str, str] = {}
+
+
+def build_block(name: str) -> wiring.Component:
+    """Build the block called ``name`` at its default parameters.
+
+    Raises
+    ------
+    KeyError
+        If no block has that name.
+    """
+    if name not in BLOCKS:
+        raise KeyError(f"Unknown block {name!r}; known blocks: {', '.join(sorted(BLOCKS))}")
+    module, factory = BLOCKS[name].split(":")
+    fn: Callable[[], wiring.Component] = getattr(importlib.import_module(module), factory)
+    return fn()
+
+
+def emit(component: wiring.Component, name: str, out_dir: "str | Path") -> Path:
+    """Write the Verilog of ``component`` as module ``name`` into ``out_dir/name.v``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.v"
+    text = verilog.convert(component, name=name, emit_src=False)
+    path.write_text(text)
+    return path
+
+
+def emit_block(name: str, out_dir: "str | Path") -> Path:
+    """Build the block called ``name`` and write its Verilog into ``out_dir``."""
+    return emit(build_block(name), name, out_dir)
