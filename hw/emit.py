@@ -16,7 +16,9 @@ from amaranth.lib import wiring
 __all__ = ["BLOCKS", "emit", "emit_block", "build_block"]
 
 #: Block name -> ``"module:factory"``, the factory called with no arguments.
-BLOCKS: dict[str, str] = {}
+BLOCKS: dict[str, str] = {
+    "fp32_add": "hw.fp32:make_fp32_add",
+}
 
 
 def build_block(name: str) -> wiring.Component:
