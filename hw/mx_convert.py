@@ -115,12 +115,11 @@ class MXConverter(wiring.Component):
         s1_nan = Signal()
 
         # --- stage 2: shift, round, saturate, pack (DESIGN §1.1, §1.2) --------------------------
-        w9 = Signal(group_layout(MX9))
-        w6 = Signal(group_layout(MX6))
-        m.d.comb += [
-            w9.exp.eq(s1_exp), w6.exp.eq(s1_exp),
-            w9.micro.eq(s1_micro), w6.micro.eq(s1_micro),
-        ]
+        # The words are built as one concatenation in the field order of DESIGN §1.2 (and of
+        # hw.layouts.group_layout): a View signal assigned field by field becomes a Verilog reg
+        # driven by many `always @*` blocks, which Icarus leaves at X until an input toggles.
+        micro_out = Mux(s1_nan, 0, s1_micro)
+        elems = {MX9: [], MX6: []}
         for k in range(GROUP_SIZE):
             x = s1_lanes[k]
             e = x[_FRAC_BITS:_FRAC_BITS + EXP_BITS]
@@ -135,7 +134,7 @@ class MXConverter(wiring.Component):
             ext = Signal(32, name=f"ext{k}")
             m.d.comb += ext.eq((Cat(Const(0, 32 - 24), sig) >> d_sat)[:32])
             sign = Mux(s1_nan, 0, x[FP32_BITS - 1])
-            for w, f in ((w9, MX9), (w6, MX6)):
+            for f in (MX9, MX6):
                 mb = f.mant_bits
                 q = ext[32 - mb:]
                 if self.rounding == "rne":
@@ -143,12 +142,10 @@ class MXConverter(wiring.Component):
                     sticky = ext[:31 - mb].any()
                     up = rnd & (sticky | q[0]) & (q != f.max_mant)
                     q = (q + up)[:mb]
-                m.d.comb += [
-                    w.elem[k].mant.eq(Mux(s1_nan, 0, q)),
-                    w.elem[k].sign.eq(sign),
-                ]
-        with m.If(s1_nan):
-            m.d.comb += [w9.micro.eq(0), w6.micro.eq(0)]
+                elems[f] += [Mux(s1_nan, 0, q), sign]
+        w9 = Cat(s1_exp, micro_out, *elems[MX9])
+        w6 = Cat(s1_exp, micro_out, *elems[MX6])
+        assert len(w9) == group_layout(MX9).size and len(w6) == group_layout(MX6).size
 
         # --- pipeline control: each register advances when empty or when its successor does ---
         s2_ready = ~self.o.valid | self.o.ready
@@ -168,7 +165,7 @@ class MXConverter(wiring.Component):
             m.d.sync += self.o.valid.eq(s1_valid)
             with m.If(s1_valid):
                 m.d.sync += [
-                    self.o.payload.word.eq(Mux(s1_fmt == MX9.code, w9.as_value(), w6.as_value())),
+                    self.o.payload.word.eq(Mux(s1_fmt == MX9.code, w9, w6)),
                     self.o.payload.fmt.eq(s1_fmt),
                 ]
         return m
@@ -193,21 +190,18 @@ class MX9ToMX6(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         src = self.i.payload.word.mx9
-        w6 = Signal(group_layout(MX6))
         shift = MX9.mant_bits - MX6.mant_bits
-        m.d.comb += [w6.exp.eq(src.exp), w6.micro.eq(src.micro)]
-        for k in range(GROUP_SIZE):
-            m.d.comb += [
-                w6.elem[k].mant.eq(src.elem[k].mant[shift:]),
-                w6.elem[k].sign.eq(src.elem[k].sign),
-            ]
+        # One concatenation in DESIGN §1.2 order (see MXConverter.elaborate for why not a View).
+        w6 = Cat(src.exp, src.micro,
+                 *[Cat(src.elem[k].mant[shift:], src.elem[k].sign) for k in range(GROUP_SIZE)])
+        assert len(w6) == group_layout(MX6).size
         m.d.comb += [
             self.o.valid.eq(self.i.valid),
             self.i.ready.eq(self.o.ready),
         ]
         with m.If(self.i.payload.fmt == MX9.code):
             m.d.comb += [
-                self.o.payload.word.eq(w6.as_value()),
+                self.o.payload.word.eq(w6),
                 self.o.payload.fmt.eq(MX6.code),
             ]
         with m.Else():

@@ -13,7 +13,7 @@ from golden import mx
 from golden.formats import GROUP_SIZE, MX6, MX9, format_of
 
 __all__ = [
-    "SPECIAL_BITS", "special_groups", "tie_groups", "random_groups", "outlier_activations",
+    "SPECIAL_BITS", "special_groups", "tie_groups", "random_groups",
     "lanes_word", "golden_words", "golden_reorder",
 ]
 
@@ -111,16 +111,6 @@ def random_groups(rng: np.random.Generator, count: int) -> np.ndarray:
     spec = rng.random(out.shape) < 0.01
     out[spec] = rng.choice(SPECIAL_BITS, size=int(spec.sum()))
     return out
-
-
-def outlier_activations(rng: np.random.Generator, tokens: int, channels: int,
-                        outliers: int = 4, scale: float = 40.0) -> np.ndarray:
-    """DiT-like activations ``[tokens, channels]`` (float32): Gaussian inliers plus a few channels
-    with a magnitude ``scale`` times larger, the same in every token (paper §III-A, Fig. 5)."""
-    x = rng.standard_normal((tokens, channels)).astype(np.float32)
-    idx = rng.choice(channels, size=min(outliers, channels), replace=False)
-    x[:, idx] *= np.float32(scale)
-    return x
 
 
 def lanes_word(lanes: np.ndarray, fmt: int) -> int:
