@@ -18,6 +18,8 @@ __all__ = ["BLOCKS", "emit", "emit_block", "build_block"]
 #: Block name -> ``"module:factory"``, the factory called with no arguments.
 BLOCKS: dict[str, str] = {
     "fp32_add": "hw.fp32:make_fp32_add",
+    "pe": "hw.pe:make_pe",
+    "pe_baseline8x8": "hw.pe:make_pe_baseline",
     "mx_convert": "hw.mx_convert:MXConverter",
     "mx9_to_mx6": "hw.mx_convert:MX9ToMX6",
 }

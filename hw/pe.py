@@ -1,0 +1,315 @@
+"""The precision-flexible processing element (DESIGN §2).
+
+One PE of the output-stationary systolic array (DESIGN §3): it receives an A group (from the
+left) and a B group (from the top) together, forwards both to its right/down neighbour one cycle
+later, computes their exact integer group sum S with four 4-bit x 4-bit unsigned multipliers,
+converts S exactly to FP32 and adds it into its FP32 accumulator, one add per group in increasing
+K order (DESIGN §2.1, §1.3).
+
+Interface (valid/payload buses without ready: the array has no back-pressure)
+-----------------------------------------------------------------------------
+``a_i``, ``b_i`` : In(OperandSignature)
+    An operand: ``payload.group`` is a :data:`hw.layouts.TaggedGroup` (the §1.2 word of either
+    precision plus its 1-bit precision tag, 0 = MX6, 1 = MX9) and ``payload.last`` marks the last
+    group of a dot product. ``valid`` is a one-cycle strobe. The A and B groups of one K step must
+    be valid in the same cycle (the array's input skew arranges it), and the next pair may come
+    no earlier than :func:`cycles_per_group` of this pair later (4, 8 or 16 from the two tags);
+    exactly that many cycles later is full throughput, with no bubble between groups, also across
+    dot products. The dot product ends after a group whose ``last`` is set on A *or* B.
+``a_o``, ``b_o`` : Out(OperandSignature)
+    The operands forwarded to the right (A) and down (B) neighbour: ``valid`` is ``a_i.valid``
+    delayed by one cycle, ``payload`` is the last valid payload (held until the next one). This
+    register is also the operand register the multipliers read.
+``clear`` : In(1)
+    Synchronous clear: abandons every group accepted *before* this cycle that has not reached the
+    accumulator, and the next dot product starts from +0.0. Operands valid in the same cycle as
+    ``clear`` are kept (they start the new dot product). ``result`` is not touched.
+``result`` : Out(ResultSignature)
+    The finished dot product as an FP32 bit pattern. ``valid`` pulses for one cycle when a new
+    result lands; ``payload`` holds it until the next one (a shadow register: the accumulator is
+    already working on the next dot product, so the array can drain results while it computes).
+
+Timing
+------
+Let t be the cycle in which a group pair is valid on ``a_i``/``b_i`` and c = cycles_per_group.
+
+- cycles t+1 .. t+c: the multipliers run c steps on the registered operands;
+- cycle t+c+1: S is converted to FP32 (exact; DESIGN §2.1);
+- cycles t+c+2 .. t+c+3: the two-stage FP32 adder adds it into the accumulator;
+- for a group with ``last``: ``result.valid`` is high in cycle t + c + :data:`RESULT_LATENCY`
+  (``RESULT_LATENCY`` = 5).
+
+So for a dot product fed back to back from cycle t0 (groups k = 0..G-1 with c_k cycles each),
+``result.valid`` rises in cycle ``t0 + sum(c_k) + 5``; the next dot product's first group may be
+valid at ``t0 + sum(c_k)``. An add is issued at most every 4 cycles and its sum is back in the
+accumulator 3 cycles later, so every add sees the previous group's sum: the result is the
+sequential FP32 accumulation of DESIGN §2.1 bit for bit, whatever the mix of modes.
+
+Throughput per group pair (DESIGN §2.2): MX6 x MX6 4 cycles (each multiplier forms one 4x4
+product: 4 products per cycle), MX9 x MX6 and MX6 x MX9 8 cycles (two multipliers per product:
+the MX9 magnitude, zero-extended to 8 bits, splits into two nibbles), MX9 x MX9 16 cycles (four
+multipliers per product, the four nibble cross products).
+
+The ``multiplier="8x8"`` variant replaces the four 4x4 multipliers by one 8x8 multiplier doing
+one product per cycle (16 cycles per group in every mode) and keeps everything else. It exists
+only as the area baseline of ``make bench``; it does not meet DESIGN §2.2.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.formats import EXP_BIAS, GROUP_SIZE, MX6, MX9, NAN_EXP, format_of
+
+from .fp32 import CANONICAL_NAN, FP32Add, leading_zeros
+from .layouts import TaggedGroup
+
+__all__ = [
+    "OPERAND", "OperandSignature", "ResultSignature", "PE", "cycles_per_group", "RESULT_LATENCY", "MULTIPLIERS",
+    "make_pe", "make_pe_baseline",
+]
+
+#: An operand on the array's buses: a tagged group and the last-group-of-the-dot-product flag.
+OPERAND = data.StructLayout({"group": TaggedGroup, "last": unsigned(1)})
+#: The operand bus: a valid strobe and a payload, no back-pressure. (Not
+#: ``stream.Signature(..., always_ready=True)``: its constant ``ready`` cannot be a port of a
+#: top-level module, and every PE is emitted as one.)
+OperandSignature = wiring.Signature({"valid": Out(1), "payload": Out(OPERAND)})
+#: The result bus: a valid strobe and an FP32 bit pattern.
+ResultSignature = wiring.Signature({"valid": Out(1), "payload": Out(32)})
+#: ``result.valid`` rises this many cycles after the last group's multiply steps end, i.e. in cycle
+#: t + cycles_per_group + RESULT_LATENCY for operands valid in cycle t.
+RESULT_LATENCY = 5
+#: The multiplier organisations :class:`PE` can be built with.
+MULTIPLIERS = ("4x4", "8x8")
+
+_ADDER_STAGES = 2
+# |S| <= 16 * 127 * 127 * 4 < 2**21 (DESIGN §2.1): 22 bits signed.
+_SUM_BITS = 22
+
+
+def cycles_per_group(fmt_a, fmt_b, multiplier: str = "4x4") -> int:
+    """Cycles the PE spends on one group pair (DESIGN §2.2).
+
+    Parameters
+    ----------
+    fmt_a, fmt_b : str, int or MXFormat
+        Formats (or precision codes) of the A and B groups: MX6 or MX9.
+    multiplier : str
+        ``"4x4"`` (the design) or ``"8x8"`` (the area baseline, always 16).
+    """
+    fa, fb = format_of(fmt_a), format_of(fmt_b)
+    for f in (fa, fb):
+        if f not in (MX6, MX9):
+            raise ValueError(f"The PE computes MX6 and MX9 groups, not {f.name}")
+    if multiplier not in MULTIPLIERS:
+        raise ValueError(f"multiplier must be one of {MULTIPLIERS}, not {multiplier!r}")
+    if multiplier == "8x8":
+        return GROUP_SIZE
+    return {(MX6, MX6): 4, (MX9, MX6): 8, (MX6, MX9): 8, (MX9, MX9): 16}[(fa, fb)]
+
+
+class PE(wiring.Component):
+    """Precision-flexible MX processing element (DESIGN §2); see the module docstring for the
+    ports, the timing and the latency.
+
+    Parameters
+    ----------
+    multiplier : str
+        ``"4x4"``: four 4-bit x 4-bit multipliers shared by every mode (the design, DESIGN §2.2).
+        ``"8x8"``: one 8x8 multiplier, 16 cycles per group (the area baseline only).
+    """
+
+    a_i: In(OperandSignature)
+    b_i: In(OperandSignature)
+    a_o: Out(OperandSignature)
+    b_o: Out(OperandSignature)
+    clear: In(1)
+    result: Out(ResultSignature)
+
+    def __init__(self, multiplier: str = "4x4") -> None:
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {MULTIPLIERS}, not {multiplier!r}")
+        self.multiplier = multiplier
+        super().__init__()
+
+    @staticmethod
+    def _operand_fields(m: Module, word, fmt, name: str):
+        """Per-element magnitude (8 bits, MX6's 4 and MX9's 7 zero-extended), sign and
+        per-subgroup microexponent of a tagged group word (DESIGN §1.2)."""
+        mags = []
+        for i in range(GROUP_SIZE):
+            mag = Signal(8, name=f"{name}_mag{i}")
+            m.d.comb += mag.eq(Mux(fmt, word.mx9.elem[i].mant, word.mx6.elem[i].mant))
+            mags.append(mag)
+        # E and the microexponents sit at the same bits in both formats; elements do not.
+        signs = [Mux(fmt, word.mx9.elem[i].sign, word.mx6.elem[i].sign) for i in range(GROUP_SIZE)]
+        micro = word.mx9.micro
+        return mags, signs, micro
+
+    def _mac_4x4(self, m: Module, step, a, b):
+        """The sum of this step's products, from four 4x4 multipliers (DESIGN §2.2)."""
+        a_mag, a_sign, a_mu = self._operand_fields(m, a.word, a.fmt, "a")
+        b_mag, b_sign, b_mu = self._operand_fields(m, b.word, b.fmt, "b")
+        a9, b9 = a.fmt, b.fmt
+        terms = []
+        for k in range(4):
+            # Element handled by multiplier k: 4 products per cycle (MX6 x MX6), 2 (mixed), 1.
+            elem = Signal(4, name=f"elem{k}")
+            with m.If(a9 & b9):
+                m.d.comb += elem.eq(step)
+            with m.Elif(a9 | b9):
+                m.d.comb += elem.eq(Cat(Const(k >> 1, 1), step[0:3]))
+            with m.Else():
+                m.d.comb += elem.eq(Cat(Const(k, 2), step[0:2]))
+            # Which nibble each multiplier takes: A's high nibble on odd k when A is MX9; B's high
+            # nibble on odd k in MX6 x MX9 and on k >= 2 in MX9 x MX9.
+            a_hi = a9 if k & 1 else Const(0, 1)
+            b_hi = Mux(a9, Const(k >> 1, 1), Const(k & 1, 1)) & b9
+            am = Array(a_mag)[elem]
+            bm = Array(b_mag)[elem]
+            x = Signal(4, name=f"mul{k}_a")
+            y = Signal(4, name=f"mul{k}_b")
+            m.d.comb += [x.eq(Mux(a_hi, am[4:8], am[0:4])), y.eq(Mux(b_hi, bm[4:8], bm[0:4]))]
+            prod = Signal(8, name=f"mul{k}_p")
+            m.d.comb += prod.eq(x * y)
+            # Weight: nibble positions and 2^(2 - mu_a - mu_b) (DESIGN §2.1).
+            mu_a = Array(a_mu)[elem[1:4]]
+            mu_b = Array(b_mu)[elem[1:4]]
+            shift = Signal(4, name=f"mul{k}_sh")
+            m.d.comb += shift.eq(Cat(Const(0, 2), a_hi) + Cat(Const(0, 2), b_hi) + 2 - mu_a - mu_b)
+            neg = Array(a_sign)[elem] ^ Array(b_sign)[elem]
+            mag = Signal(19, name=f"term{k}_mag")
+            m.d.comb += mag.eq(prod << shift)
+            term = Signal(signed(20), name=f"term{k}")
+            m.d.comb += term.eq(Mux(neg, -mag, mag))
+            terms.append(term)
+        return terms
+
+    def _mac_8x8(self, m: Module, step, a, b):
+        """The baseline's one product per cycle from one 8x8 multiplier."""
+        a_mag, a_sign, a_mu = self._operand_fields(m, a.word, a.fmt, "a")
+        b_mag, b_sign, b_mu = self._operand_fields(m, b.word, b.fmt, "b")
+        prod = Signal(16, name="mul8_p")
+        m.d.comb += prod.eq(Array(a_mag)[step] * Array(b_mag)[step])
+        shift = Signal(2, name="mul8_sh")
+        m.d.comb += shift.eq(2 - Array(a_mu)[step[1:4]] - Array(b_mu)[step[1:4]])
+        mag = Signal(19, name="term_mag")
+        m.d.comb += mag.eq(prod << shift)
+        term = Signal(signed(20), name="term")
+        m.d.comb += term.eq(Mux(Array(a_sign)[step] ^ Array(b_sign)[step], -mag, mag))
+        return [term]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+
+        # Operand registers, which are also the forwarding registers (DESIGN §3).
+        for i_port, o_port in ((self.a_i, self.a_o), (self.b_i, self.b_o)):
+            m.d.sync += o_port.valid.eq(i_port.valid)
+            with m.If(i_port.valid):
+                m.d.sync += o_port.payload.eq(i_port.payload)
+        a, b = self.a_o.payload.group, self.b_o.payload.group
+        last = self.a_o.payload.last | self.b_o.payload.last
+
+        # Multiply stage: `step` counts the cycles of the group pair held in the registers.
+        active = Signal(name="active")
+        step = Signal(4, name="step")
+        if self.multiplier == "4x4":
+            last_step = Mux(a.fmt & b.fmt, 15, Mux(a.fmt | b.fmt, 7, 3))
+            terms = self._mac_4x4(m, step, a, b)
+        else:
+            last_step = Const(GROUP_SIZE - 1, 4)
+            terms = self._mac_8x8(m, step, a, b)
+        acc_s = Signal(signed(_SUM_BITS), name="acc_s")
+        step_sum = Signal(signed(_SUM_BITS), name="step_sum")
+        m.d.comb += step_sum.eq(Mux(step == 0, 0, acc_s) + sum(terms))
+
+        # Group-sum register feeding the conversion (DESIGN §2.1).
+        s_valid = Signal(name="s_valid")
+        s_last = Signal(name="s_last")
+        s_nan = Signal(name="s_nan")
+        s_val = Signal(signed(_SUM_BITS), name="s_val")
+        # Biased FP32 exponent of the value 1 * 2^(Ea + Eb - 254 - (ma-1) - (mb-1) - 2).
+        s_bexp = Signal(signed(11), name="s_bexp")
+        ma1 = Mux(a.fmt, MX9.mant_bits - 1, MX6.mant_bits - 1)
+        mb1 = Mux(b.fmt, MX9.mant_bits - 1, MX6.mant_bits - 1)
+        a_exp = a.word.mx9.exp
+        b_exp = b.word.mx9.exp
+        exp_sum = Signal(signed(11), name="exp_sum")
+        m.d.comb += exp_sum.eq(a_exp + b_exp)
+
+        m.d.sync += s_valid.eq(0)
+        with m.If(active):
+            m.d.sync += [acc_s.eq(step_sum), step.eq(step + 1)]
+            with m.If(step == last_step):
+                m.d.sync += [
+                    active.eq(0),
+                    s_valid.eq(1),
+                    s_last.eq(last),
+                    s_nan.eq((a_exp == NAN_EXP) | (b_exp == NAN_EXP)),
+                    s_val.eq(step_sum),
+                    s_bexp.eq(exp_sum - EXP_BIAS - 2 - ma1 - mb1),
+                ]
+
+        # Conversion of S to FP32: exact in the normal range; a value below 2^-126 is a subnormal
+        # or an underflow, flushed to signed zero (S has at most 21 bits, so no RNE step can reach
+        # 2^-126 from below); overflow gives Inf (DESIGN §2.1).
+        mag = Signal(_SUM_BITS - 1, name="s_mag")
+        m.d.comb += mag.eq(Mux(s_val < 0, -s_val, s_val))
+        lz = leading_zeros(m, mag, "s_lz")
+        norm = Signal(_SUM_BITS - 1, name="s_norm")
+        m.d.comb += norm.eq(mag << lz)
+        bexp = Signal(signed(12), name="p_bexp")
+        m.d.comb += bexp.eq(s_bexp + (_SUM_BITS - 2) - lz)
+        sign = s_val[-1]
+        p_word = Signal(32, name="p_word")
+        with m.If(s_nan):
+            m.d.comb += p_word.eq(CANONICAL_NAN)
+        with m.Elif(mag == 0):
+            m.d.comb += p_word.eq(0)
+        with m.Elif(bexp >= 255):
+            m.d.comb += p_word.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
+        with m.Elif(bexp <= 0):
+            m.d.comb += p_word.eq(Cat(Const(0, 31), sign))
+        with m.Else():
+            m.d.comb += p_word.eq(Cat(Const(0, 23 - (_SUM_BITS - 2)), norm[0:_SUM_BITS - 2],
+                                      bexp[0:8], sign))
+        p_valid = Signal(name="p_valid")
+        p_last = Signal(name="p_last")
+        p_val = Signal(32, name="p_val")
+        m.d.sync += [p_valid.eq(s_valid), p_last.eq(s_last), p_val.eq(p_word)]
+
+        # Accumulate: one FP32 add per group (DESIGN §1.3). `fresh` makes the first add of a dot
+        # product use +0.0, so acc = +0.0 + P0 exactly as the golden model starts.
+        adder = m.submodules.adder = FP32Add(stages=_ADDER_STAGES)
+        acc = Signal(32, name="acc")
+        fresh = Signal(init=1, name="fresh")
+        m.d.comb += [adder.a.eq(Mux(fresh, 0, acc)), adder.b.eq(p_val)]
+        add_valid = Signal(_ADDER_STAGES, name="add_valid")
+        add_last = Signal(_ADDER_STAGES, name="add_last")
+        m.d.sync += [add_valid.eq(Cat(p_valid, add_valid[:-1])),
+                     add_last.eq(Cat(p_last, add_last[:-1]))]
+        m.d.sync += self.result.valid.eq(0)
+        with m.If(add_valid[-1]):
+            m.d.sync += [acc.eq(adder.o), fresh.eq(add_last[-1])]
+            with m.If(add_last[-1]):
+                m.d.sync += [self.result.payload.eq(adder.o), self.result.valid.eq(1)]
+
+        # Clear drops what is in flight; operands arriving now still start (statements below
+        # come later and win).
+        with m.If(self.clear):
+            m.d.sync += [active.eq(0), s_valid.eq(0), p_valid.eq(0), add_valid.eq(0),
+                         fresh.eq(1)]
+        with m.If(self.a_i.valid):
+            m.d.sync += [active.eq(1), step.eq(0)]
+        return m
+
+
+def make_pe() -> PE:
+    """The PE of DESIGN §2 (four 4x4 multipliers), for ``mixdit verilog``."""
+    return PE(multiplier="4x4")
+
+
+def make_pe_baseline() -> PE:
+    """The area baseline: one 8x8 multiplier, same accumulator, for ``make bench``."""
+    return PE(multiplier="8x8")
