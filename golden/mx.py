@@ -178,35 +178,46 @@ def quantize(x: np.ndarray, fmt: "str | MXFormat | Sequence[str]",
         raise ValueError(f"Unknown rounding {rounding!r}; expected one of {ROUNDINGS}")
     xf = _as_float32(x)
     length = xf.shape[-1]
-    bits = _pad_groups(xf).view(np.uint32)
-    groups = bits.shape[-2]
+    # Work on [..., G, 8, 2]: subgroup pairs on the last axis, so the microexponents broadcast.
+    u = _pad_groups(xf).view(np.uint32)
+    groups = u.shape[-2]
     codes = format_codes(fmt, groups)
-    m = _MANT_BITS_BY_CODE[codes].astype(np.int64)[:, None]          # [G, 1]
+    u = u.reshape(u.shape[:-1] + (MICRO_COUNT, SUBGROUP_SIZE))
+    m = _MANT_BITS_BY_CODE[codes][:, None, None]                       # [G, 1, 1]
 
-    e = ((bits >> 23) & 0xFF).astype(np.int64)                         # [..., G, 16]
-    sign = (bits >> 31).astype(np.uint8)
-    nan_group = (e == NAN_EXP).any(axis=-1)                            # [..., G]
-    big_e = e.max(axis=-1)                                             # [..., G]
-    pair_e = e.reshape(e.shape[:-1] + (MICRO_COUNT, SUBGROUP_SIZE)).max(axis=-1)
+    e = ((u >> 23) & np.uint32(0xFF)).astype(np.int16)               # [..., G, 8, 2]
+    pair_e = np.maximum(e[..., 0], e[..., 1])                          # [..., G, 8]
+    big_e = pair_e.max(axis=-1)                                        # [..., G]
     micro = np.minimum(big_e[..., None] - pair_e, 1)                   # [..., G, 8]
-    mu = np.repeat(micro, SUBGROUP_SIZE, axis=-1)                      # [..., G, 16]
+    nan_group = big_e == NAN_EXP                                       # any e == 255
 
-    flushed = e == 0
-    sig = np.where(flushed, 0, (bits & 0x7FFFFF).astype(np.int64) | (1 << 23))
-    # sh >= 24 - m >= 17; beyond 32 every significand (< 2**24) shifts out to 0 with rem < half.
-    sh = np.minimum(big_e[..., None] - mu - e + (24 - m), 32)
-    q = sig >> sh
-    if rounding == "rne":
-        rem = sig & ((np.int64(1) << sh) - 1)
-        half = np.int64(1) << (sh - 1)
-        q = q + ((rem > half) | ((rem == half) & ((q & 1) == 1)))
-    q = np.minimum(q, (np.int64(1) << m) - 1)
+    base = big_e[..., None] - micro + (24 - m[..., 0]).astype(np.int16)
+    sh = base[..., None] - e
+    # A flushed element (e == 0) shifts by 31, which clears any significand below 2^24 under
+    # either rounding; every other shift is at least 24 - m.
+    sh[e == 0] = 31
+    np.minimum(sh, 31, out=sh)
+    shu = sh.astype(np.uint32)
+    sig = (u & np.uint32(0x7FFFFF)) | np.uint32(1 << 23)
+    if rounding == "trunc":
+        q = sig >> shu
+    else:
+        # Round half to even: add half - 1 plus the kept LSB, then shift (sig + 2^30 < 2^32).
+        lsb = (sig >> shu) & np.uint32(1)
+        q = (sig + ((np.uint32(1) << (shu - np.uint32(1))) - np.uint32(1)) + lsb) >> shu
+        np.minimum(q, ((1 << m) - 1).astype(np.uint32), out=q)
 
-    # A NaN group: E = 255, mu = 0, s = 0, q = 0 (DESIGN §1.1).
-    exp = np.where(nan_group, NAN_EXP, big_e).astype(np.uint8)
-    micro = np.where(nan_group[..., None], 0, micro).astype(np.uint8)
-    sign = np.where(nan_group[..., None], 0, sign).astype(np.uint8)
-    mant = np.where(nan_group[..., None], 0, q).astype(np.uint8)
+    lead = u.shape[:-2]
+    exp = big_e.astype(np.uint8)
+    micro = micro.astype(np.uint8)
+    # The sign is the top bit of each word's last byte (little-endian).
+    sign = (u.view(np.uint8)[..., 3::4] >> 7).reshape(lead + (GROUP_SIZE,))
+    mant = q.astype(np.uint8).reshape(lead + (GROUP_SIZE,))
+    if nan_group.any():
+        # A NaN group: E = 255, mu = 0, s = 0, q = 0 (DESIGN §1.1).
+        micro[nan_group] = 0
+        sign[nan_group] = 0
+        mant[nan_group] = 0
     return MXTensor(exp, micro, sign, mant, codes, length)
 
 
