@@ -22,6 +22,7 @@ BLOCKS: dict[str, str] = {
     "pe_baseline8x8": "hw.pe:make_pe_baseline",
     "mx_convert": "hw.mx_convert:MXConverter",
     "mx9_to_mx6": "hw.mx_convert:MX9ToMX6",
+    "reorder": "hw.reorder:make_reorder",
 }
 
 

@@ -13,7 +13,8 @@ from golden import mx
 from golden.formats import GROUP_SIZE, MX6, MX9, format_of
 
 __all__ = [
-    "SPECIAL_BITS", "special_groups", "tie_groups", "random_groups",
+    "SPECIAL_BITS", "special_groups", "tie_groups", "random_groups", "calibrated_plan",
+    "adversarial_order", "random_order", "pack_fields",
     "lanes_word", "golden_words", "golden_reorder",
 ]
 
@@ -136,3 +137,52 @@ def golden_reorder(acts: np.ndarray, order: np.ndarray, mx9: np.ndarray,
     names = [MX9.name if f else MX6.name for f in mx9]
     t = mx.quantize(np.asarray(acts, dtype=np.float32)[:, order], names, rounding=rounding)
     return [int(w) for w in mx.pack(t).reshape(-1)]
+
+
+def calibrated_plan(tokens: int, channels: int, p1: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activations with outlier channels and the table entry the golden calibration gives them
+    (DESIGN §4): ``(acts [tokens, K] float32, order [K], mx9 [K/16] bool)``. Calibration runs on
+    other tokens of the same distribution, as it would offline."""
+    from golden import mixdit
+    from golden.synthetic import outlier_activations
+
+    calib, _ = outlier_activations(tokens=4 * tokens, channels=channels, seed=seed)
+    acts = outlier_activations(tokens=tokens, channels=channels, seed=seed)[0]
+    plan = mixdit.plan_linear(calib, p1)
+    mx9 = np.array([f == MX9.name for f in plan.a_formats], dtype=bool)
+    return acts, np.asarray(plan.perm, dtype=np.int64), mx9
+
+
+def adversarial_order(channels: int, banks: int) -> np.ndarray:
+    """A permutation whose every group of 16 draws its channels from as few banks as possible
+    (all 16 from one bank when ``channels >= 16 * banks``): the read schedule's worst case."""
+    by_bank = [np.arange(b, channels, banks) for b in range(banks)]
+    return np.concatenate(by_bank).astype(np.int64)
+
+
+def random_order(rng: np.random.Generator, channels: int) -> np.ndarray:
+    """A uniformly random permutation of ``channels``."""
+    return rng.permutation(channels).astype(np.int64)
+
+
+def pack_fields(layout, **fields) -> int:
+    """An integer holding ``fields`` at their places in the Amaranth ``layout`` (a struct whose
+    fields are integers, lists for array fields, or dicts for nested structs)."""
+    from amaranth.lib import data
+
+    def put(shape, value) -> int:
+        if isinstance(shape, data.ArrayLayout):
+            size = shape.elem_shape.size if isinstance(shape.elem_shape, data.Layout) \
+                else shape.elem_shape.width
+            return sum(put(shape.elem_shape, v) << (k * size) for k, v in enumerate(value))
+        if isinstance(shape, data.StructLayout):
+            return sum(put(shape[name].shape, v) << shape[name].offset
+                       for name, v in value.items())
+        width = shape.width if hasattr(shape, "width") else shape.size
+        v = int(value)
+        if not 0 <= v < (1 << width):
+            raise ValueError(f"Value {v} does not fit in {width} bits")
+        return v
+
+    return put(layout, fields)
