@@ -18,6 +18,8 @@ COMMANDS = (
     "sim.commands.demo",
     "sim.commands.quantize",
     "sim.commands.verilog",
+    "sim.commands.capture",
+    "sim.commands.analyze",
 )
 
 
