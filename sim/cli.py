@@ -20,6 +20,7 @@ COMMANDS = (
     "sim.commands.verilog",
     "sim.commands.capture",
     "sim.commands.analyze",
+    "sim.commands.perf",
 )
 
 
