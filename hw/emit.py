@@ -44,6 +44,10 @@ def build_block(name: str) -> wiring.Component:
 def emit(component: wiring.Component, name: str, out_dir: "str | Path") -> Path:
     """Write the Verilog of ``component`` as module ``name`` into ``out_dir/name.v``.
 
+    A component with a ``verilog_dependencies`` attribute (``(module name, component)`` pairs,
+    e.g. the PE that :class:`hw.sequencer.GemmArray` instantiates 256 times) gets those modules
+    written into the same file, after its own.
+
     Returns
     -------
     pathlib.Path
@@ -53,6 +57,8 @@ def emit(component: wiring.Component, name: str, out_dir: "str | Path") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.v"
     text = verilog.convert(component, name=name, emit_src=False)
+    for dep_name, dep in getattr(component, "verilog_dependencies", ()):
+        text += verilog.convert(dep, name=dep_name, emit_src=False)
     path.write_text(text)
     return path
 

@@ -1,0 +1,169 @@
+"""The output-stationary PE grid (DESIGN §3; Gemmini's ``Mesh``, here without pipeline registers
+between PEs beyond the PEs' own operand registers).
+
+Row r of A enters PE (r, 0) at the left and moves right one PE per cycle; column c of W (a row
+of W, i.e. a column of B = W^T) enters PE (0, c) at the top and moves down one PE per cycle; PE
+(r, c) accumulates C[r, c]. Every PE's ``result`` shadow register holds its finished dot product
+while the accumulator works on the next tile (:mod:`hw.pe`), which is what lets the sequencer
+drain tile t while tile t+1 computes (:mod:`hw.sequencer`).
+
+:class:`Mesh` is the bare grid; :class:`SkewedMesh` puts the input skew (:class:`hw.skew.Skew`)
+in front of it, so that one K step enters all rows and columns in the same cycle.
+
+Both take ``pe_module``: with None the PEs are Amaranth submodules (what Amaranth's simulator
+needs); with a Verilog module name they are instances of that module, which the emitter writes
+once beside the array (:attr:`hw.sequencer.GemmArray.verilog_dependencies`). Amaranth emits every
+submodule instance as its own Verilog module, so a 16 x 16 grid of submodules is 256 copies of the
+PE (about 30 MB of Verilog and minutes of Yosys); one shared module is 125 kB.
+"""
+
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ArrayConfig
+from .pe import OPERAND, PE, OperandSignature, ResultSignature
+from .skew import Skew
+
+__all__ = ["Mesh", "SkewedMesh"]
+
+
+def _check_config(config) -> ArrayConfig:
+    if not isinstance(config, ArrayConfig):
+        raise TypeError(f"Expected an ArrayConfig, not {config!r}")
+    return config
+
+
+def _check_pe_module(name) -> "str | None":
+    if name is not None and (not isinstance(name, str) or not name.isidentifier()):
+        raise ValueError(f"PE module name must be a Verilog identifier or None, not {name!r}")
+    return name
+
+
+class _Bus:
+    """A valid bit and a flat operand payload between two PE instances."""
+
+    def __init__(self, pe: str, port: str) -> None:
+        self.valid = Signal(name=f"{pe}_{port}_valid")
+        self.payload = Signal(OPERAND.size, name=f"{pe}_{port}_payload")
+
+
+def _pe_instance(m: Module, name: str, module: str, a_src, b_src, result):
+    """Instantiate the PE's Verilog module ``module``; returns its a_o/b_o buses."""
+    # Plain signals, not layout views: a view gets a Verilog wire per field, 480 times over.
+    a_o = _Bus(name, "a_o")
+    b_o = _Bus(name, "b_o")
+    m.submodules[name] = Instance(
+        module,
+        i_clk=ClockSignal(), i_rst=ResetSignal(), i_clear=0,
+        i_a_i__valid=a_src.valid, i_a_i__payload=a_src.payload,
+        i_b_i__valid=b_src.valid, i_b_i__payload=b_src.payload,
+        o_a_o__valid=a_o.valid, o_a_o__payload=a_o.payload,
+        o_b_o__valid=b_o.valid, o_b_o__payload=b_o.payload,
+        o_result__valid=result.valid, o_result__payload=result.payload,
+    )
+    return a_o, b_o
+
+
+class Mesh(wiring.Component):
+    """R x C PEs, A flowing right and W flowing down (DESIGN §3).
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    pe_module : str or None
+        Verilog module name to instantiate for each PE, or None for Amaranth submodules.
+
+    Attributes
+    ----------
+    a_i : In(OperandSignature).array(R)
+        ``a_i[r]`` feeds PE (r, 0).
+    b_i : In(OperandSignature).array(C)
+        ``b_i[c]`` feeds PE (0, c).
+    result : Out(ResultSignature).array(R, C)
+        ``result[r][c]`` is PE (r, c)'s result bus. For operands of one K step valid at PE (r, c)
+        in cycle t (``a_i[r]`` valid in cycle t - c, ``b_i[c]`` in cycle t - r), a last step's
+        result is valid in cycle ``t + cycles_per_group + RESULT_LATENCY`` (:mod:`hw.pe`).
+    """
+
+    def __init__(self, config: ArrayConfig = ArrayConfig(), pe_module: "str | None" = None) -> None:
+        self.config = _check_config(config)
+        self.pe_module = _check_pe_module(pe_module)
+        super().__init__({
+            "a_i": In(OperandSignature).array(config.rows),
+            "b_i": In(OperandSignature).array(config.cols),
+            "result": Out(ResultSignature).array(config.rows, config.cols),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        a_out = [[None] * cfg.cols for _ in range(cfg.rows)]
+        b_out = [[None] * cfg.cols for _ in range(cfg.rows)]
+        for r in range(cfg.rows):
+            for c in range(cfg.cols):
+                a_src = self.a_i[r] if c == 0 else a_out[r][c - 1]
+                b_src = self.b_i[c] if r == 0 else b_out[r - 1][c]
+                name = f"pe_{r}_{c}"
+                if self.pe_module is not None:
+                    a_out[r][c], b_out[r][c] = _pe_instance(m, name, self.pe_module, a_src, b_src,
+                                                            self.result[r][c])
+                    continue
+                pe = m.submodules[name] = PE(cfg.multiplier)
+                m.d.comb += [
+                    pe.a_i.valid.eq(a_src.valid), pe.a_i.payload.eq(a_src.payload),
+                    pe.b_i.valid.eq(b_src.valid), pe.b_i.payload.eq(b_src.payload),
+                    pe.clear.eq(0),
+                    self.result[r][c].valid.eq(pe.result.valid),
+                    self.result[r][c].payload.eq(pe.result.payload),
+                ]
+                a_out[r][c], b_out[r][c] = pe.a_o, pe.b_o
+        return m
+
+
+class SkewedMesh(wiring.Component):
+    """The mesh with its input skew (Gemmini's ``MeshWithDelays``, DESIGN §3).
+
+    The operands of one K step, valid together on ``a_i``/``b_i`` in cycle t, meet in PE (r, c)
+    in cycle ``t + r + c``; a last step's result is valid at PE (r, c) in cycle
+    ``t + r + c + cycles_per_group + RESULT_LATENCY``.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    pe_module : str or None
+        As for :class:`Mesh`.
+
+    Attributes
+    ----------
+    a_i : In(OperandSignature).array(R)
+    b_i : In(OperandSignature).array(C)
+        One K step: all buses valid in the same cycle.
+    result : Out(ResultSignature).array(R, C)
+    """
+
+    def __init__(self, config: ArrayConfig = ArrayConfig(), pe_module: "str | None" = None) -> None:
+        self.config = _check_config(config)
+        self.pe_module = _check_pe_module(pe_module)
+        super().__init__({
+            "a_i": In(OperandSignature).array(config.rows),
+            "b_i": In(OperandSignature).array(config.cols),
+            "result": Out(ResultSignature).array(config.rows, config.cols),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        m.submodules.skew_a = skew_a = Skew(cfg.rows)
+        m.submodules.skew_b = skew_b = Skew(cfg.cols)
+        m.submodules.mesh = mesh = Mesh(cfg, self.pe_module)
+        for r in range(cfg.rows):
+            wiring.connect(m, wiring.flipped(self.a_i[r]), skew_a.i[r])
+            wiring.connect(m, skew_a.o[r], mesh.a_i[r])
+        for c in range(cfg.cols):
+            wiring.connect(m, wiring.flipped(self.b_i[c]), skew_b.i[c])
+            wiring.connect(m, skew_b.o[c], mesh.b_i[c])
+        for r in range(cfg.rows):
+            for c in range(cfg.cols):
+                wiring.connect(m, mesh.result[r][c], wiring.flipped(self.result[r][c]))
+        return m

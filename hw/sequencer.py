@@ -1,0 +1,259 @@
+"""The GEMM engine: tile sequencer, skewed PE mesh and double-buffered drain (DESIGN §3).
+
+:class:`GemmArray` runs one M x K x N GEMM per command, ``C = A @ W.T`` with A ``[M, Kg]`` and W
+``[N, Kg]`` in packed groups (DESIGN §1.2), as ``ceil(M/R) * ceil(N/C)`` output tiles of R x C.
+
+Interfaces (``amaranth.lib.stream``, valid/ready)
+-------------------------------------------------
+``cmd`` : In(stream.Signature(cmd_layout))
+    ``m``, ``n``, ``kg``: the GEMM's M, N and Kg = ceil(K / 16). Taken when the previous GEMM's
+    results have all been captured into the output buffer (their rows may still be leaving on
+    ``o``). A command with a zero field is taken and does nothing.
+``a`` : In(stream.Signature(ArrayLayout(TaggedGroup, R)))
+    One K step of the current tile's A rows: ``a.payload[r]`` is group k of A row ``m0 + r``
+    (any word for rows ``m0 + r >= M``). The precision of every row is taken from row 0's tag
+    (formats are per K group, DESIGN §1.1, §4).
+``w`` : In(stream.Signature(ArrayLayout(TaggedGroup, C)))
+    The same K step of W rows ``n0 + c``; precision from column 0's tag. ``a`` and ``w`` are
+    taken together (``a.ready == w.ready``), one K step every ``cycles_per_group`` cycles at most.
+``o`` : Out(stream.Signature(out_layout))
+    One row of one output tile per transfer: ``data[c]`` is the FP32 bit pattern of
+    ``C[row, col * C + c]``, valid where ``mask`` bit c is set (the data of other lanes is
+    unspecified). Rows past M are never sent.
+``busy`` : Out(1)
+    High while a command runs or results wait in the output buffer.
+
+Operand order (what the feeder sends on ``a``/``w``): tiles in row-major order of the tile grid,
+``m0 = 0, R, 2R, ...`` outer and ``n0 = 0, C, 2C, ...`` inner; for each tile the K steps
+``k = 0 .. Kg - 1``. Output order: the same tile order, and rows ``m0 .. min(m0 + R, M) - 1``
+within a tile. A real accelerator's operand buffers and address generators produce that order;
+the harness (:mod:`sim.harness`) does it from its memory images.
+
+Schedule
+--------
+A K step is issued in the cycle its ``a``/``w`` transfer happens and is registered into the
+skewed mesh (:class:`hw.array.SkewedMesh`) the next cycle; the next step may be issued
+``cycles_per_group`` cycles later (DESIGN §2.2), also across tiles, so the PEs never idle while
+operands are available. The last step of a tile carries ``last``: each PE's result lands in its
+shadow register while its accumulator starts the next tile. Row r of tile t lands in cycle
+``X_t + c_last + C + 5 + r`` (``X_t`` the issue cycle of tile t's last step; PE (r, C-1) is the
+last of the row), and is written into the output buffer in that very cycle.
+
+Two rules keep every result: the last steps of two tiles are issued at least
+``P_min = max(R, C)`` cycles apart (rows land one per cycle, and the next tile's results reach
+column 0 no earlier than ``C`` cycles after this tile's reach column ``C - 1``), and a last step
+reserves its tile's rows in the output buffer before it is issued (so back-pressure on ``o``
+eventually holds the operands, and nothing is dropped). With ``o`` always ready the buffer
+(:attr:`ArrayConfig.out_depth`) never holds the sequencer back; :func:`hw.cycles.gemm_cycles` gives
+the exact cycle count.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .array import SkewedMesh
+from .config import ArrayConfig
+from .layouts import TaggedGroup
+from .pe import PE
+
+__all__ = ["GemmArray", "cmd_layout", "a_layout", "w_layout", "out_layout", "make_array",
+           "FP32_BITS"]
+
+FP32_BITS = 32
+
+
+def cmd_layout(config: ArrayConfig) -> data.StructLayout:
+    """The command: ``m``, ``n``, ``kg``."""
+    return data.StructLayout({"m": config.m_bits, "n": config.n_bits, "kg": config.kg_bits})
+
+
+def a_layout(config: ArrayConfig) -> data.ArrayLayout:
+    """One K step of A: R tagged groups (row r at bits ``[r * 145, (r + 1) * 145)``)."""
+    return data.ArrayLayout(TaggedGroup, config.rows)
+
+
+def w_layout(config: ArrayConfig) -> data.ArrayLayout:
+    """One K step of W: C tagged groups."""
+    return data.ArrayLayout(TaggedGroup, config.cols)
+
+
+def out_layout(config: ArrayConfig) -> data.StructLayout:
+    """One output row: ``data[C]`` (FP32 bit patterns, lane c at bits ``[32c, 32c + 32)``), then
+    ``mask`` (C bits), ``row`` (m) and ``col`` (the column tile, n0 / C)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(FP32_BITS, config.cols),
+        "mask": config.cols,
+        "row": config.m_bits,
+        "col": config.col_bits,
+    })
+
+
+class GemmArray(wiring.Component):
+    """The R x C output-stationary array with its tile sequencer and drain (DESIGN §3); see the
+    module docstring for interfaces, orders and timing.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+    pe_module : str or None
+        None: the PEs are Amaranth submodules (for Amaranth's simulator). A name: the PEs are
+        instances of that Verilog module, and :attr:`verilog_dependencies` asks the emitter to
+        write it once beside the array (:mod:`hw.array`).
+    """
+
+    def __init__(self, config: ArrayConfig = ArrayConfig(), pe_module: "str | None" = None) -> None:
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"Expected an ArrayConfig, not {config!r}")
+        self.config = config
+        self.pe_module = pe_module
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout(config))),
+            "a": In(stream.Signature(a_layout(config))),
+            "w": In(stream.Signature(w_layout(config))),
+            "o": Out(stream.Signature(out_layout(config))),
+            "busy": Out(1),
+        })
+
+    @property
+    def verilog_dependencies(self) -> "list[tuple[str, wiring.Component]]":
+        """``(module name, component)`` of the Verilog modules this design instantiates: the PE
+        when ``pe_module`` is set (:func:`hw.emit.emit` writes them into the same file)."""
+        if self.pe_module is None:
+            return []
+        return [(self.pe_module, PE(self.config.multiplier))]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg = self.config
+        R, C = cfg.rows, cfg.cols
+        p_min, depth = cfg.min_tile_period, cfg.out_depth
+        m.submodules.mesh = mesh = SkewedMesh(cfg, self.pe_module)
+        olay = out_layout(cfg)
+        m.submodules.obuf = obuf = SyncFIFOBuffered(width=olay.size, depth=depth)
+
+        # The running command.
+        gm = Signal(cfg.m_bits, name="gemm_m")
+        gn = Signal(cfg.n_bits, name="gemm_n")
+        gkg = Signal(cfg.kg_bits, name="gemm_kg")
+        issuing = Signal(name="issuing")
+        capturing = Signal(name="capturing")
+
+        m.d.comb += self.cmd.ready.eq(~issuing & ~capturing)
+
+        # ---- issue side: one K step per cycles_per_group, tiles in row-major order ----------
+        k = Signal(cfg.kg_bits, name="k")
+        m0 = Signal(range(cfg.max_m + R + 1), name="m0")
+        n0 = Signal(range(cfg.max_n + C + 1), name="n0")
+        wait = Signal(range(16), name="wait")
+        since = Signal(range(p_min + 1), init=p_min, name="since_last")
+        used = Signal(range(depth + 1), name="obuf_used")
+
+        fa, fw = self.a.payload[0].fmt, self.w.payload[0].fmt
+        cpg = Signal(range(17), name="cpg")
+        if cfg.multiplier == "4x4":
+            m.d.comb += cpg.eq(Mux(fa & fw, 16, Mux(fa | fw, 8, 4)))   # DESIGN §2.2
+        else:
+            m.d.comb += cpg.eq(16)
+        left = Signal(range(cfg.max_m + 1), name="rows_left")
+        m.d.comb += left.eq(gm - m0)
+        rows_valid = Signal(range(R + 1), name="rows_valid")
+        m.d.comb += rows_valid.eq(Mux(left >= R, R, left))
+        is_last = Signal(name="is_last_step")
+        m.d.comb += is_last.eq(k == gkg - 1)
+        gate = Signal(name="last_gate")
+        m.d.comb += gate.eq((since == p_min) & (used + rows_valid <= depth))
+        fire = Signal(name="fire")
+        m.d.comb += fire.eq(issuing & (wait == 0) & self.a.valid & self.w.valid
+                            & (~is_last | gate))
+        m.d.comb += [self.a.ready.eq(fire), self.w.ready.eq(fire)]
+
+        # Issue register in front of the skew; every row and column gets the K step's precision.
+        for r in range(R):
+            port = mesh.a_i[r]
+            m.d.sync += port.valid.eq(fire)
+            with m.If(fire):
+                m.d.sync += [port.payload.group.word.eq(self.a.payload[r].word),
+                             port.payload.group.fmt.eq(fa), port.payload.last.eq(is_last)]
+        for c in range(C):
+            port = mesh.b_i[c]
+            m.d.sync += port.valid.eq(fire)
+            with m.If(fire):
+                m.d.sync += [port.payload.group.word.eq(self.w.payload[c].word),
+                             port.payload.group.fmt.eq(fw), port.payload.last.eq(is_last)]
+
+        with m.If(fire):
+            m.d.sync += wait.eq(cpg - 1)
+        with m.Elif(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+        with m.If(fire & is_last):
+            # `since` counts from 1 in the cycle after a last step: j cycles later it reads j.
+            m.d.sync += [since.eq(1), k.eq(0)]
+            with m.If(n0 + C >= gn):
+                m.d.sync += [n0.eq(0), m0.eq(m0 + R)]
+                with m.If(m0 + R >= gm):
+                    m.d.sync += issuing.eq(0)
+            with m.Else():
+                m.d.sync += n0.eq(n0 + C)
+        with m.Else():
+            with m.If(since != p_min):
+                m.d.sync += since.eq(since + 1)
+            with m.If(fire):
+                m.d.sync += k.eq(k + 1)
+
+        # ---- capture side: row r of a tile lands when PE (r, C-1)'s result does -------------
+        cap_m0 = Signal(range(cfg.max_m + R + 1), name="cap_m0")
+        cap_n0 = Signal(range(cfg.max_n + C + 1), name="cap_n0")
+        cap_tn = Signal(cfg.col_bits, name="cap_col")
+        landed = Signal(R, name="row_landed")
+        m.d.comb += landed.eq(Cat(mesh.result[r][C - 1].valid for r in range(R)))
+        # At most one row lands per cycle (tiles' last steps are P_min >= R apart): AND-OR mux.
+        row_idx = Signal(range(R), name="landed_row")
+        for r in range(R):
+            with m.If(landed[r]):
+                m.d.comb += row_idx.eq(r)
+        row = Signal(olay)
+        for c in range(C):
+            m.d.comb += row.data[c].eq(_or_rows(mesh, landed, R, c))
+            m.d.comb += row.mask[c].eq(cap_n0 + c < gn)
+        m.d.comb += [row.row.eq(cap_m0 + row_idx), row.col.eq(cap_tn)]
+        m.d.comb += [obuf.w_data.eq(row), obuf.w_en.eq(landed.any() & (cap_m0 + row_idx < gm))]
+
+        with m.If(landed[R - 1]):
+            with m.If(cap_n0 + C >= gn):
+                m.d.sync += [cap_n0.eq(0), cap_tn.eq(0), cap_m0.eq(cap_m0 + R)]
+                with m.If(cap_m0 + R >= gm):
+                    m.d.sync += capturing.eq(0)
+            with m.Else():
+                m.d.sync += [cap_n0.eq(cap_n0 + C), cap_tn.eq(cap_tn + 1)]
+
+        # ---- output stream and buffer credits ------------------------------------------------
+        m.d.comb += [self.o.valid.eq(obuf.r_rdy), self.o.payload.eq(obuf.r_data),
+                     obuf.r_en.eq(self.o.ready)]
+        pop = self.o.valid & self.o.ready
+        m.d.sync += used.eq(used + Mux(fire & is_last, rows_valid, 0) - pop)
+        m.d.comb += self.busy.eq(issuing | capturing | (used != 0))
+
+        # ---- command ------------------------------------------------------------------------
+        with m.If(self.cmd.valid & self.cmd.ready):
+            p = self.cmd.payload
+            start = (p.m != 0) & (p.n != 0) & (p.kg != 0)
+            m.d.sync += [gm.eq(p.m), gn.eq(p.n), gkg.eq(p.kg), issuing.eq(start),
+                         capturing.eq(start), k.eq(0), m0.eq(0), n0.eq(0), wait.eq(0),
+                         cap_m0.eq(0), cap_n0.eq(0), cap_tn.eq(0)]
+        return m
+
+
+def _or_rows(mesh, landed, r_count: int, c: int):
+    """OR over rows of ``landed[r] ? result[r][c] : 0``: the landed row's word of column c."""
+    terms = [Mux(landed[r], mesh.result[r][c].payload, 0) for r in range(r_count)]
+    out = terms[0]
+    for t in terms[1:]:
+        out = out | t
+    return out
+
+
+def make_array() -> GemmArray:
+    """The default 16 x 16 GEMM array, for ``mixdit verilog`` (one shared PE module)."""
+    return GemmArray(ArrayConfig(), pe_module="array_pe")
