@@ -66,7 +66,7 @@ from .layouts import TaggedGroup
 
 __all__ = [
     "OPERAND", "OperandSignature", "ResultSignature", "PE", "cycles_per_group", "RESULT_LATENCY", "MULTIPLIERS",
-    "make_pe", "make_pe_baseline",
+    "MODES_CPG", "make_pe", "make_pe_baseline",
 ]
 
 #: An operand on the array's buses: a tagged group and the last-group-of-the-dot-product flag.
@@ -80,6 +80,8 @@ ResultSignature = wiring.Signature({"valid": Out(1), "payload": Out(32)})
 #: ``result.valid`` rises this many cycles after the last group's multiply steps end, i.e. in cycle
 #: t + cycles_per_group + RESULT_LATENCY for operands valid in cycle t.
 RESULT_LATENCY = 5
+#: Cycles per group of each operand-format pair (A x B), DESIGN §2.2.
+MODES_CPG = {"mx6xmx6": 4, "mx9xmx6": 8, "mx6xmx9": 8, "mx9xmx9": 16}
 #: The multiplier organisations :class:`PE` can be built with.
 MULTIPLIERS = ("4x4", "8x8")
 
@@ -106,7 +108,7 @@ def cycles_per_group(fmt_a, fmt_b, multiplier: str = "4x4") -> int:
         raise ValueError(f"multiplier must be one of {MULTIPLIERS}, not {multiplier!r}")
     if multiplier == "8x8":
         return GROUP_SIZE
-    return {(MX6, MX6): 4, (MX9, MX6): 8, (MX6, MX9): 8, (MX9, MX9): 16}[(fa, fb)]
+    return MODES_CPG[f"{fa.name}x{fb.name}"]
 
 
 class PE(wiring.Component):
