@@ -21,6 +21,7 @@ COMMANDS = (
     "sim.commands.capture",
     "sim.commands.analyze",
     "sim.commands.perf",
+    "sim.commands.gemm",
 )
 
 

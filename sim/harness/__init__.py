@@ -101,9 +101,14 @@ def _depths(sim: str, m: int, n: int, kg: int) -> tuple[int, int, int, int]:
     return (_pow2(m * kg), _pow2(n * kg), _pow2(kg, 16), _pow2(m * n))
 
 
+#: The sources the array's Verilog depends on: a change to any of them invalidates cached builds.
+_RTL_SOURCES = ("hw/config.py", "hw/skew.py", "hw/array.py", "hw/sequencer.py", "hw/pe.py",
+                "hw/fp32.py", "hw/layouts.py", "hw/emit.py", "golden/formats.py")
+
+
 def _source_key(config: ArrayConfig, sim: str, depths, trace: bool) -> str:
     h = hashlib.sha256()
-    for path in sorted((ROOT / "hw").glob("*.py")) + [ROOT / "golden" / "formats.py", TB]:
+    for path in [ROOT / p for p in _RTL_SOURCES] + [TB]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     h.update(repr((config, sim, depths, trace)).encode())
