@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from golden import mx
 from golden.formats import GROUP_SIZE, MX6, MX9
+from golden.synthetic import outlier_activations
 from hw.layouts import check_layout
 from hw.mx_convert import CONVERT_LATENCY, MX9ToMX6, MXConverter
 from sim.mx_stimulus import (
     golden_words, lanes_word, random_groups, special_groups, tie_groups,
 )
-from golden.synthetic import outlier_activations
 
 ROUNDINGS = ("trunc", "rne")
 _WORD_BITS = MX9.group_bits
