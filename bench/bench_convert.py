@@ -190,4 +190,4 @@ def main() -> None:
             c = comp.config
             mem = c.banks * c.bank_depth * 32 + c.table_depth * c.row_layout().size
         area_rows.append([label, a["cells"], a["flip-flops"], mem])
-    print_table(["block", "cells (excl. memories)", "flip-flops", "memory bits (SRAM)"], area_rows)
+    print_table(["block", "cells (a memory = 1 cell)", "flip-flops", "memory bits (SRAM)"], area_rows)
