@@ -34,6 +34,7 @@ def register(sub, formatter_class) -> None:
 def run(args) -> int:
     import dataclasses
     import sys
+    import threading
     import time
 
     import numpy as np
@@ -76,10 +77,20 @@ def run(args) -> int:
     print(f"gemm     {m} x {k} x {n} on a {config.rows} x {config.cols} array under {args.sim}: "
           f"{tiles(m, n, config)} tiles, about {expect:,} cycles", flush=True)
     t0 = time.perf_counter()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        # A progress line every 20 s on long runs (build, then simulation).
+        while not done.wait(20.0):
+            print(f"...      {time.perf_counter() - t0:.0f} s elapsed", file=sys.stderr, flush=True)
+
+    threading.Thread(target=heartbeat, daemon=True).start()
     try:
         res = run_gemm(a, w, config, sim=args.sim, vcd=args.vcd)
     except (HarnessError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
+    finally:
+        done.set()
     ref = gemm.mx_matmul(a, w)
     wall = time.perf_counter() - t0
     diff = res.c.view(np.uint32) != ref.view(np.uint32)
