@@ -3,13 +3,10 @@
 Three levels:
 
 1. :func:`group_cycles`: cycles of one PE per K group pair, 4 / 8 / 16 (DESIGN §2.2).
-2. :func:`array_gemm_cycles`: cycles of one R x C output-stationary array for an ``M x K x N``
-   GEMM with per-group precisions (DESIGN §3). Tiles run back to back; a double-buffered
-   accumulator drains tile t while tile t+1 computes, so the fill and the drain are paid once:
-   ``ceil(M/R) * ceil(N/C) * max(sum_k c_k, max(R, C)) + R + C + FILL_DRAIN_CONST``, where
-   ``sum_k c_k`` is ``cbar * Kg`` of DESIGN §3 and ``max(R, C)`` is the sequencer's shortest
-   tile period (``hw.config.ArrayConfig.min_tile_period``: a tile's R result rows land one per
-   cycle and must be captured before the next tile's reach the same column).
+2. :func:`array_gemm_cycles`: the exact cycles of one R x C array for an ``M x K x N`` GEMM with
+   per-group precisions, as the RTL runs it: :func:`hw.cycles.gemm_cycles` of the systolic array
+   issue, imported, ``S + (T - 1) * max(S, max(R, C)) + C + rows_L + 8`` with ``S = sum_k c_k``
+   (``cbar * Kg`` of DESIGN §3) and ``T`` tiles: DESIGN §3's target, fill and drain paid once.
 3. :func:`gemm_latency` and :func:`workload_latency`: the paper's configuration (Table II: 1024
    arrays of 16 x 16 PEs at 500 MHz, 936 GB/s, 28 MB on chip). A GEMM's output tiles are spread
    over the arrays; its time is the larger of the compute time and the time its operands take
@@ -30,7 +27,7 @@ from .formats import GROUP_SIZE, MX6, MX9, format_of
 from .workloads import Gemm, Workload
 
 __all__ = [
-    "GROUP_CYCLES", "FILL_DRAIN_CONST", "group_cycles", "tile_cycles", "array_gemm_cycles",
+    "GROUP_CYCLES", "group_cycles", "repetition_cycles", "tile_cycles", "array_gemm_cycles",
     "AcceleratorConfig", "PAPER_CONFIG", "Precision", "FP_MX9", "FP_MX6", "mixdit",
     "peak_tops", "GemmTime", "gemm_latency", "WorkloadTime", "workload_latency",
     "element_bits", "CYCLE_MODEL",
@@ -40,13 +37,9 @@ __all__ = [
 #: cycle for MX6 x MX6, MX9 x MX6 (either order) and MX9 x MX9.
 GROUP_CYCLES = {("mx6", "mx6"): 4, ("mx6", "mx9"): 8, ("mx9", "mx6"): 8, ("mx9", "mx9"): 16}
 
-#: The "small constant" of DESIGN §3's target cycle count, beyond the R + C of fill and drain:
-#: the PE's result latency after its last multiply step (``hw.pe.RESULT_LATENCY``, 5 cycles).
-FILL_DRAIN_CONST = 5
-
-#: Which per-array cycle formula :func:`array_gemm_cycles` uses (reported by ``mixdit perf``).
-CYCLE_MODEL = ("DESIGN §3 target with the sequencer's max(R, C) tile period: "
-               "tiles * max(sum c_k, max(R, C)) + R + C + 5")
+#: Which per-array cycle formula the model uses (reported by ``mixdit perf``).
+CYCLE_MODEL = ("hw.cycles.gemm_cycles (the RTL's exact count): "
+               "S + (T-1)*max(S, max(R,C)) + C + rows_L + 8, tiles dealt over the arrays")
 
 
 def group_cycles(fmt_a: str, fmt_w: str) -> int:
@@ -76,22 +69,20 @@ def tile_cycles(k: int, a_formats: "str | Sequence[str]", w_formats: "str | Sequ
 def array_gemm_cycles(m: int, k: int, n: int, a_formats: "str | Sequence[str]" = "mx6",
                       w_formats: "str | Sequence[str]" = "mx6", rows: int = 16,
                       cols: int = 16) -> int:
-    """Cycles of one ``rows x cols`` array for ``[M, K] x [K, N]`` (DESIGN §3 target).
+    """Exact cycles of one ``rows x cols`` array for ``[M, K] x [K, N]``: the RTL's own count,
+    :func:`hw.cycles.gemm_cycles` (DESIGN §3)."""
+    from dataclasses import replace
 
-    Parameters
-    ----------
-    m, k, n : int
-        GEMM sizes; K is grouped in 16s (zero-padded).
-    a_formats, w_formats : str or sequence of str
-        Format of every K group of A and of W (one name for all groups).
-    rows, cols : int
-        Array size R x C.
-    """
-    if min(m, k, n, rows, cols) < 1:
-        raise ValueError(f"Sizes must be positive: m={m} k={k} n={n} rows={rows} cols={cols}")
-    tiles = -(-m // rows) * -(-n // cols)
-    period = max(tile_cycles(k, a_formats, w_formats), rows, cols)
-    return tiles * period + rows + cols + FILL_DRAIN_CONST
+    from hw.config import ArrayConfig
+    from hw.cycles import gemm_cycles
+
+    return gemm_cycles(m, k, n, a_formats, w_formats, replace(ArrayConfig(), rows=rows, cols=cols))
+
+
+def _fixed_overhead() -> int:
+    from hw.cycles import FIXED_OVERHEAD
+
+    return FIXED_OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -257,22 +248,42 @@ def _spread_cycles(tiles: Sequence[tuple[int, int]], arrays: int) -> int:
     return max(-(-n_long // arrays) * c_long, -(-total // (arrays * c_short)) * c_short)
 
 
+def repetition_cycles(tiles: Sequence[tuple[int, int]], m: int,
+                      cfg: "AcceleratorConfig") -> int:
+    """Cycles of one repetition of a GEMM whose output tiles (``(count, S)`` pairs, ``S`` the
+    tile's ``sum_k c_k``) are dealt over ``cfg.arrays`` arrays.
+
+    The busiest array runs its tiles back to back, each taking ``P = max(S, max(R, C))``
+    (:func:`_spread_cycles`), then pays the RTL's fill and drain once:
+    ``busy + (S - P) + C + rows_L + 8``, with the last tile's ``S`` and ``rows_L`` the rows of
+    the GEMM's last tile row. On one array this is :func:`hw.cycles.gemm_cycles` exactly
+    (``tests/test_perf.py`` checks it on the array tests' shapes and mixes); on many arrays
+    ``rows_L`` is taken as ``min(R, M)``, the busiest array's last tile being a full one.
+    """
+    p_min = max(cfg.rows, cfg.cols)
+    periods = [(cnt, max(s, p_min)) for cnt, s in tiles]
+    busy = _spread_cycles(periods, cfg.arrays)
+    present = [s for cnt, s in tiles if cnt > 0]
+    s_last = min(present)
+    rows_last = m - cfg.rows * (-(-m // cfg.rows) - 1) if cfg.arrays == 1 else min(cfg.rows, m)
+    return busy + s_last - max(s_last, p_min) + cfg.cols + rows_last + _fixed_overhead()
+
+
 def gemm_latency(g: Gemm, prec: Precision, cfg: AcceleratorConfig = PAPER_CONFIG) -> GemmTime:
     """Latency of all instances of ``g`` under ``prec`` on the accelerator ``cfg``.
 
     Each repetition (``g.count``, one per block) runs after the previous one; within one, the
     output tiles of all ``g.parallel`` instances are dealt out over ``cfg.arrays`` arrays, and
-    the fill and drain (``R + C + 5``) are paid once. Off-chip traffic per repetition: A (when
+    the fill and drain are paid once (:func:`repetition_cycles`). Off-chip traffic per repetition: A (when
     ``g.a_in_dram``), W or the second activation operand, and the result (when
     ``g.out_in_dram``, written by the MX converter at A's mean bits per element, DESIGN §5).
     """
     groups = -(-g.k // GROUP_SIZE)
-    p_min = max(cfg.rows, cfg.cols)
     tiles_each = -(-g.m // cfg.rows) * -(-g.n // cfg.cols)
     if g.kind == "linear":
         a_fmts, w_fmts = prec.linear_formats(g.k)
         per_tile = tile_cycles(g.k, a_fmts, w_fmts)
-        tiles = [(tiles_each * g.parallel, max(per_tile, p_min))]
+        tiles = [(tiles_each * g.parallel, per_tile)]
         bits_a = element_bits(a_fmts)
         bits_b = element_bits(w_fmts)
         b_elems = g.k * g.n * g.parallel
@@ -282,14 +293,12 @@ def gemm_latency(g: Gemm, prec: Precision, cfg: AcceleratorConfig = PAPER_CONFIG
         batch = g.parallel // g.heads
         base = prec.attention
         c9, c6 = groups * group_cycles("mx9", "mx9"), groups * group_cycles(base, base)
-        tiles = [(tiles_each * batch * n9, max(c9, p_min)),
-                 (tiles_each * batch * (g.heads - n9), max(c6, p_min))]
+        tiles = [(tiles_each * batch * n9, c9), (tiles_each * batch * (g.heads - n9), c6)]
         fmts = ["mx9"] * n9 + [base] * (g.heads - n9)
         bits_a = bits_b = element_bits(fmts)
         b_elems = g.k * g.n * g.parallel
         ideal = g.m * g.n * batch * (n9 * c9 + (g.heads - n9) * c6)
-    busy = _spread_cycles(tiles, cfg.arrays)
-    cycles_rep = busy + cfg.rows + cfg.cols + FILL_DRAIN_CONST
+    cycles_rep = repetition_cycles(tiles, g.m, cfg)
     a_bytes = g.m * g.k * g.parallel * bits_a / 8 if g.a_in_dram else 0.0
     b_bytes = b_elems * bits_b / 8
     out_bytes = g.m * g.n * g.parallel * bits_a / 8 if g.out_in_dram else 0.0

@@ -54,7 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["Gemm", "Workload", "dit_xl_2", "pixart_sigma_1024", "sd3_medium_1024", "WORKLOADS",
-           "workload"]
+           "workload", "from_dit_config"]
 
 #: Sampler steps of the paper's evaluation (paper §IV).
 STEPS = 25
@@ -259,3 +259,18 @@ def workload(name: str) -> Workload:
     if name not in WORKLOADS:
         raise ValueError(f"Unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
     return WORKLOADS[name]()
+
+
+def from_dit_config(cfg, batch: int = CFG_BATCH, name: str = "shipped DiT") -> Workload:
+    """The accelerator GEMMs of a :class:`golden.dit.DiTConfig` model (qkv, Q K^T, P V, proj,
+    fc1, fc2 per block: the layers :mod:`golden.quality` quantizes), for ``batch`` rows."""
+    t, h, heads = cfg.num_tokens, cfg.hidden_size, cfg.num_heads
+    m = batch * t
+    gemms = [
+        Gemm("qkv", "linear", m, h, 3 * h, cfg.depth),
+        *_attention("", t, t, h // heads, heads, cfg.depth, batch),
+        Gemm("proj", "linear", m, h, h, cfg.depth),
+        Gemm("fc1", "linear", m, h, cfg.mlp_hidden, cfg.depth),
+        Gemm("fc2", "linear", m, cfg.mlp_hidden, h, cfg.depth),
+    ]
+    return Workload(name, tuple(gemms), source="golden.dit config")

@@ -21,6 +21,8 @@ COMMANDS = (
     "sim.commands.capture",
     "sim.commands.analyze",
     "sim.commands.perf",
+    "sim.commands.evaluate",
+    "sim.commands.tune",
     "sim.commands.gemm",
 )
 

@@ -44,30 +44,52 @@ def test_group_cycles_rejects_mx4():
 
 # ---- one array (DESIGN §3) ------------------------------------------------------------------
 
+def _one_array(m, k, n, a_fmts, w_fmts, rows, cols):
+    """The at-scale model of golden.perf restricted to one array, for one GEMM."""
+    cfg = perf.AcceleratorConfig(rows=rows, cols=cols, arrays=1)
+    s = perf.tile_cycles(k, a_fmts, w_fmts)
+    return perf.repetition_cycles([(-(-m // rows) * -(-n // cols), s)], m, cfg)
+
+
 def test_one_array_formula_by_hand():
-    # 2 x 1 tiles of 16x16; K = 48: groups MX6, MX6, MX9 against MX6 weights: 4 + 4 + 8 = 16
-    # cycles a tile, the shortest period max(R, C) = 16, plus R + C + 5.
-    assert perf.array_gemm_cycles(32, 48, 16, ["mx6", "mx6", "mx9"], "mx6") == 2 * 16 + 37
-    # K = 16 in MX6: 4 cycles a tile, held to the 16-cycle period.
-    assert perf.array_gemm_cycles(16, 16, 16) == 16 + 37
-    # 3 x 2 tiles (M = 33 pads to 48, N = 17 to 32), K = 80 in MX9 x MX9: 5 * 16 cycles a tile.
-    assert perf.array_gemm_cycles(33, 80, 17, "mx9", "mx9") == 6 * 80 + 37
-    # A 4 x 8 array: period max(4, 8) = 8, fill 4 + 8 + 5.
-    assert perf.array_gemm_cycles(8, 16, 8, rows=4, cols=8) == 2 * 8 + 17
+    # hw/cycles.py: S + (T - 1) * max(S, max(R, C)) + C + rows_L + 8.
+    # 2 x 1 tiles of 16x16, K = 48: MX6, MX6, MX9 groups against MX6: S = 4 + 4 + 8 = 16.
+    assert _one_array(32, 48, 16, ["mx6", "mx6", "mx9"], "mx6", 16, 16) == 16 + 16 + 16 + 16 + 8
+    # K = 16 in MX6: S = 4, the second tile waits for the 16-cycle period.
+    assert _one_array(32, 16, 16, "mx6", "mx6", 16, 16) == 4 + 16 + 16 + 16 + 8
+    # 3 x 2 tiles (M = 33: one row in the last tile row), K = 80 in MX9 x MX9: S = 80.
+    assert _one_array(33, 80, 17, "mx9", "mx9", 16, 16) == 80 + 5 * 80 + 16 + 1 + 8
 
 
-def test_rtl_cycle_formula_matches_model():
-    """The model equals the array's exact cycle formula (hw/cycles.py) on the array tests' cases.
+def _array_test_cases():
+    """(m, k, n, a_fmts, w_fmts, rows, cols) of every GEMM the array tests time against
+    hw.cycles: tests/test_harness.py's shapes x mixes on 4 x 4, its 8 x 16 and 16 x 16 cases,
+    and sim/cocotb_array.py's full-speed GEMMs on 4 x 4, 8 x 16 and 16 x 16."""
+    from sim.array_stimulus import MIXES, mix_codes
 
-    Pending until the systolic array issue lands ``hw.cycles``; it is skipped, not faked.
-    """
-    cycles = pytest.importorskip("hw.cycles", reason="hw/cycles.py (systolic array issue) has "
-                                 "not landed: model-vs-RTL cycle check pending")
-    cases = getattr(cycles, "TESTED_CASES", None)
-    if cases is None:
-        pytest.skip("hw.cycles has no TESTED_CASES list of the array tests' shapes yet")
-    for case in cases:
-        assert perf.array_gemm_cycles(**case) == cycles.gemm_cycles(**case), case
+    names = lambda codes: ["mx9" if c else "mx6" for c in codes]
+    harness = pytest.importorskip("test_harness")
+    cases = []
+    for (m, kg, n), mix in itertools.product(harness.SHAPES, MIXES):
+        ca, cw = mix_codes(mix, kg)
+        cases.append((m, 16 * kg, n, names(ca), names(cw), 4, 4))
+    for rows, cols in ((4, 4), (8, 16), (16, 16)):
+        for i, mix in enumerate(MIXES):
+            m, kg, n = rows + 1 + i, 2 + i, cols * 2 - i
+            ca, cw = mix_codes(mix, kg)
+            cases.append((m, 16 * kg, n, names(ca), names(cw), rows, cols))
+    cases.append((20, 1152, 35, ["mx6"] * 68 + ["mx9"] * 4, "mx6", 16, 16))
+    return cases
+
+
+def test_model_equals_rtl_cycle_count_on_array_test_cases():
+    """The perf model on one array equals hw.cycles.gemm_cycles, the exact count the array's
+    RTL tests measure, for every shape and precision mix they run (DESIGN §3)."""
+    cases = _array_test_cases()
+    assert len(cases) > 20
+    for m, k, n, fa, fw, rows, cols in cases:
+        rtl = perf.array_gemm_cycles(m, k, n, fa, fw, rows, cols)
+        assert _one_array(m, k, n, fa, fw, rows, cols) == rtl, (m, k, n, fa, fw, rows, cols)
 
 
 def _lpt(tiles, arrays):
@@ -131,10 +153,11 @@ def test_linear_formats_put_mx9_last():
 
 def test_compute_bound_gemm_by_hand():
     cfg = perf.AcceleratorConfig(arrays=4, dram_bytes_per_s=1e15)
-    g = Gemm("x", "linear", 64, 32, 64)       # 16 tiles over 4 arrays, 2 groups MX6: 8 cycles
+    g = Gemm("x", "linear", 64, 64, 64)       # 16 tiles over 4 arrays, 4 groups MX6: S = 16
     t = perf.gemm_latency(g, perf.FP_MX6, cfg)
-    assert t.cycles == 4 * 16 + 37 and t.bound == "compute"
-    assert t.compute_s == pytest.approx((4 * 16 + 37) / 500e6)
+    # Each array: 4 tiles of 16 cycles, then C + R + 8 of fill and drain.
+    assert t.cycles == 4 * 16 + 16 + 16 + 8 and t.bound == "compute"
+    assert t.compute_s == pytest.approx(t.cycles / 500e6)
 
 
 def test_memory_bound_gemm_by_hand():

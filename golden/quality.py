@@ -1,0 +1,430 @@
+"""Sampling the shipped DiT with every accelerator GEMM quantized, and scoring the images.
+
+Paper §V, Table I and Table III, on the project's own DiT (DESIGN §7). Every GEMM the accelerator
+runs (``attn.qkv``, ``attn.proj``, ``mlp.fc1``, ``mlp.fc2``, Q K^T and P V of every head; DESIGN
+§4) is replaced through :func:`golden.dit.replace_linears` and
+:func:`golden.dit.set_attention_matmuls`; biases, softmax, norms, GELU and adaLN stay FP32 on the
+host. The adaLN and embedding linears stay FP32 here, as in :data:`golden.dit.GEMM_LAYERS`.
+
+Schemes (:class:`Scheme`):
+
+- MX (``"mx"``): A and W quantized by :func:`golden.mx.quantize` (truncation, DESIGN §1.1) and
+  multiplied by the golden GEMM, bit-exact (:func:`golden.gemm.mx_matmul` for linears,
+  :func:`mx_matmul_batched` for the per-head products, equal to it slice by slice). MixDiT
+  (DESIGN §4): a channel order and the MX9 group count per (layer, timestep), calibrated on FP32
+  samples of separate seeds; the top ``ceil(p2 * heads)`` heads by Q/K magnitude in MX9.
+- INT (``"int"``, Q-DiT / ViDiT-Q style): :mod:`golden.baselines` per-output-channel weights and
+  per-token activations (both operands of attention per token), fake-quantized, FP32 matmul.
+  The baselines' extra machinery (Q-DiT's group search, ViDiT-Q's channel balancing) is not
+  reproduced, only their number format and granularity.
+- FP4 (``"fp4"``, HQ-DiT style): E2M1 with one scale per tensor on both operands.
+
+Quality (:mod:`golden.dit.metric`): the digit classifier's accuracy on the class-conditional
+samples, and the Frechet distance of the samples' classifier features to the real training
+images' (FID computed in that feature space).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .baselines import fp4_e2m1, int_activation, int_weight
+from .formats import EXP_BIAS
+from .fp32 import CANONICAL_NAN, fp32_add, scale_exact
+from .gemm import mx_matmul, signed_operand
+from .mixdit import channel_order, head_formats, linear_formats
+from .mx import MXTensor, quantize
+
+__all__ = ["Scheme", "SCHEMES", "TABLE_I", "mixdit_scheme", "mx_matmul_batched", "Calibration",
+           "calibrate", "QuantizedDiT", "sample", "score", "evaluate", "EvalResult", "cache_key",
+           "EMULATIONS"]
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How every accelerator GEMM of the DiT is quantized.
+
+    Attributes
+    ----------
+    name : str
+        Label for tables.
+    kind : str
+        ``"fp32"``, ``"mx"``, ``"int"`` or ``"fp4"``.
+    w, a : str
+        For ``"mx"``: weight and activation formats (``"mx6"``/``"mx9"``); attention operands are
+        both in ``a``, except under MixDiT.
+    p1, p2 : float or None
+        MixDiT's MX9 shares; None for a uniform scheme.
+    bits : int
+        For ``"int"``: the bit width of weights and activations.
+    """
+
+    name: str
+    kind: str = "fp32"
+    w: str = ""
+    a: str = ""
+    p1: "float | None" = None
+    p2: "float | None" = None
+    bits: int = 0
+
+    @property
+    def is_mixdit(self) -> bool:
+        return self.p1 is not None
+
+
+def mixdit_scheme(p1: float, p2: float) -> Scheme:
+    """MixDiT at ``(p1, p2)``: W MX6, A MX6 with the top ``p1`` channels MX9 (DESIGN §4)."""
+    for p, what in ((p1, "p1"), (p2, "p2")):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{what} must lie in [0, 1], not {p!r}")
+    return Scheme(f"MixDiT ({p1:.0%}, {p2:.0%})", "mx", "mx6", "mx6", float(p1), float(p2))
+
+
+#: The rows of the paper's Table III (with MX6 W / MX9 A added, Table I's good mix).
+SCHEMES = {
+    "fp32": Scheme("FP32"),
+    "mx9": Scheme("MX9 / MX9", "mx", "mx9", "mx9"),
+    "mx6w-mx9a": Scheme("MX6 W / MX9 A", "mx", "mx6", "mx9"),
+    "mx6": Scheme("MX6 / MX6", "mx", "mx6", "mx6"),
+    "int8": Scheme("INT8 / INT8", "int", bits=8),
+    "int6": Scheme("INT6 / INT6 (Q-DiT, ViDiT-Q style)", "int", bits=6),
+    "fp4": Scheme("FP4 E2M1 (HQ-DiT style)", "fp4"),
+}
+
+#: The paper's Table I grid, W / A in {MX9, MX6}^2.
+TABLE_I = {f"{w}w-{a}a": Scheme(f"MX{w[2]} W / MX{a[2]} A", "mx", w, a)
+           for w in ("mx9", "mx6") for a in ("mx9", "mx6")}
+
+
+def mx_matmul_batched(a: MXTensor, w: MXTensor) -> np.ndarray:
+    """``a @ w^T`` over leading batch axes, bit for bit as :func:`golden.gemm.mx_matmul` per slice.
+
+    Parameters
+    ----------
+    a : MXTensor, shape ``[..., M, G]``
+    w : MXTensor, shape ``[..., N, G]`` (the same leading shape)
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape ``[..., M, N]``
+        One FP32 add per group in increasing K order (DESIGN §2.1, §1.3). Each group sum is an
+        integer below 2^21, exact in a float32 batched matmul whatever its summation order.
+    """
+    if a.shape[:-2] != w.shape[:-2] or a.groups != w.groups:
+        raise ValueError(f"Operands [..., M, G] and [..., N, G] must share leading axes and G, "
+                         f"got {a.shape} and {w.shape}")
+    sa = signed_operand(a)
+    sw = signed_operand(w)
+    ma, mb = a.mant_bits, w.mant_bits
+    acc = np.zeros(a.shape[:-1] + (w.shape[-2],), dtype=np.float32)
+    for g in range(a.groups):
+        s = np.matmul(sa[..., g, :], np.swapaxes(sw[..., g, :], -1, -2))
+        e = (a.exp[..., g].astype(np.int32)[..., :, None]
+             + w.exp[..., g].astype(np.int32)[..., None, :]
+             - 2 * EXP_BIAS - (int(ma[g]) - 1) - (int(mb[g]) - 1) - 2)
+        p = scale_exact(s, e)
+        nan = a.nan_groups[..., g][..., :, None] | w.nan_groups[..., g][..., None, :]
+        if nan.any():
+            p = np.where(nan, CANONICAL_NAN.view(np.float32), p)
+        acc = fp32_add(acc, p)
+    return acc
+
+
+@dataclass
+class Calibration:
+    """Per (layer, step) channel magnitudes and per (attention, step) head scores (DESIGN §4).
+
+    Attributes
+    ----------
+    channels : dict
+        ``"blocks.3.mlp.fc1"`` -> float64 ``[steps, K]``: mean |x| of every input channel at each
+        sampler step.
+    heads : dict
+        ``"blocks.3.attn"`` -> float64 ``[steps, H]``: mean |Q| and |K| of every head.
+    """
+
+    channels: dict[str, np.ndarray] = field(default_factory=dict)
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def perm(self, layer: str, step: int) -> np.ndarray:
+        """The channel order of the reordering table for ``layer`` at ``step``."""
+        return channel_order(self.channels[layer][step])
+
+    def head_formats(self, attn: str, step: int, p2: float) -> list[str]:
+        """MX9 or MX6 for every head of ``attn`` at ``step``."""
+        return head_formats(self.heads[attn][step], p2)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **{f"ch/{k}": v for k, v in self.channels.items()},
+                 **{f"hd/{k}": v for k, v in self.heads.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> "Calibration":
+        f = np.load(path)
+        return cls({k[3:]: f[k] for k in f.files if k.startswith("ch/")},
+                   {k[3:]: f[k] for k in f.files if k.startswith("hd/")})
+
+
+#: How MX GEMMs are emulated (see :class:`QuantizedDiT`).
+EMULATIONS = ("fake", "exact")
+
+
+class _Step:
+    """The sampler step the model is at, shared by every replaced GEMM."""
+
+    index = 0
+
+
+def calibrate(model, labels: Sequence[int], seeds: Sequence[int], guidance: float,
+              num_steps: int) -> Calibration:
+    """Sample in FP32 and record the calibration statistics of every accelerator GEMM input."""
+    import torch
+
+    from .dit import ddim_sample
+    from .dit.model import GEMM_LAYERS, SplitHeads
+
+    step = _Step()
+    sums: dict[str, np.ndarray] = {}
+    heads: dict[str, np.ndarray] = {}
+    hooks = []
+
+    def lin_hook(name):
+        def hook(_mod, inp, _out):
+            x = inp[0].detach().double().abs().reshape(-1, inp[0].shape[-1]).mean(0).numpy()
+            sums.setdefault(name, np.zeros((num_steps, x.size)))[step.index] += x
+        return hook
+
+    def head_hook(name):
+        def hook(_mod, _inp, out):
+            q, k, _ = (t.detach().double() for t in out)
+            sc = (q.abs().mean(dim=(0, 2, 3)) + k.abs().mean(dim=(0, 2, 3))).numpy() / 2
+            heads.setdefault(name, np.zeros((num_steps, sc.size)))[step.index] += sc
+        return hook
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear) and any(name.endswith("." + s) for s in GEMM_LAYERS):
+            hooks.append(mod.register_forward_hook(lin_hook(name)))
+        if isinstance(mod, SplitHeads):
+            hooks.append(mod.register_forward_hook(head_hook(name.rpartition(".")[0])))
+    try:
+        def on_step(i, _t):
+            step.index = i
+        ddim_sample(model, labels, seeds, guidance, num_steps, on_step=on_step)
+    finally:
+        for h in hooks:
+            h.remove()
+    return Calibration(sums, heads)
+
+
+class _MXLinear:
+    """``x @ W^T + b`` with A and W in MX and the golden GEMM (bias added on the host in FP32)."""
+
+    def __init__(self, name: str, weight: np.ndarray, bias: np.ndarray, scheme: Scheme,
+                 calib: "Calibration | None", step: _Step, emulation: str) -> None:
+        self.name, self.w, self.b, self.scheme, self.calib, self.step = (
+            name, weight, bias, scheme, calib, step)
+        self.exact = emulation == "exact"
+        self._wq: dict = {}
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        k = self.w.shape[1]
+        flat = x.reshape(-1, k)
+        sc = self.scheme
+        if sc.is_mixdit:
+            perm = self.calib.perm(self.name, self.step.index)
+            a_fmts = linear_formats(k, sc.p1)
+            key = perm.tobytes()
+        else:
+            perm, a_fmts, key = None, sc.a, None
+        if key not in self._wq:
+            w = self.w if perm is None else self.w[:, perm]
+            wq = quantize(w, sc.w)
+            self._wq[key] = wq if self.exact else np.ascontiguousarray(wq.dequantize().T)
+        a = quantize(flat if perm is None else flat[:, perm], a_fmts)
+        if self.exact:
+            y = mx_matmul(a, self._wq[key]) + self.b
+        else:
+            y = a.dequantize() @ self._wq[key] + self.b
+        return y.reshape(x.shape[:-1] + (self.w.shape[0],)).astype(np.float32)
+
+
+def _fake_linear(weight: np.ndarray, bias: np.ndarray, scheme: Scheme) -> Callable:
+    if scheme.kind == "int":
+        wq = int_weight(weight, scheme.bits)
+        act = lambda x: int_activation(x, scheme.bits)
+    else:
+        wq = fp4_e2m1(weight)
+        act = fp4_e2m1
+    return lambda x: (act(x) @ wq.T + bias).astype(np.float32)
+
+
+def _attention_pair(name: str, scheme: Scheme, calib: "Calibration | None", step: _Step,
+                    emulation: str):
+    """The Q K^T and P V callables of one attention layer, on torch tensors ``[B, H, m, k]``
+    and ``[B, H, k, n]``."""
+    import torch
+
+    def mx(a: np.ndarray, bt: np.ndarray, heads_fmt: list[str]) -> np.ndarray:
+        # a [B, H, M, K]; bt [B, H, K, N] -> B operand [B, H, N, K] grouped along K.
+        b = np.ascontiguousarray(np.swapaxes(bt, -1, -2))
+        out = np.empty(a.shape[:-1] + (b.shape[-2],), dtype=np.float32)
+        for fmt in sorted(set(heads_fmt)):
+            idx = [h for h, f in enumerate(heads_fmt) if f == fmt]
+            qa, qb = quantize(a[:, idx], fmt), quantize(b[:, idx], fmt)
+            if emulation == "exact":
+                out[:, idx] = mx_matmul_batched(qa, qb)
+            else:
+                out[:, idx] = np.matmul(qa.dequantize(), np.swapaxes(qb.dequantize(), -1, -2))
+        return out
+
+    def fake(a: np.ndarray, bt: np.ndarray) -> np.ndarray:
+        b = np.swapaxes(bt, -1, -2)
+        if scheme.kind == "int":
+            qa = int_activation(a, scheme.bits)
+            qb = int_activation(b, scheme.bits)
+        else:
+            qa, qb = fp4_e2m1(a), fp4_e2m1(b)
+        return np.matmul(qa, np.swapaxes(qb, -1, -2)).astype(np.float32)
+
+    def wrap(a: "torch.Tensor", bt: "torch.Tensor") -> "torch.Tensor":
+        an = a.detach().float().numpy()
+        bn = bt.detach().float().numpy()
+        if scheme.kind == "mx":
+            h = an.shape[1]
+            if scheme.is_mixdit:
+                fmts = calib.head_formats(name, step.index, scheme.p2)
+            else:
+                fmts = [scheme.a] * h
+            out = mx(an, bn, fmts)
+        else:
+            out = fake(an, bn)
+        return torch.from_numpy(out)
+
+    return wrap, wrap
+
+
+def _torch_module(fn: Callable):
+    """An ``nn.Module`` calling the NumPy function ``fn`` on its input (float32 in and out)."""
+    import torch
+
+    class NumpyLinear(torch.nn.Module):
+        def forward(self, x):
+            return torch.from_numpy(fn(x.detach().float().numpy()))
+
+    return NumpyLinear()
+
+
+class QuantizedDiT:
+    """A copy of a DiT whose accelerator GEMMs run under ``scheme`` (context manager free).
+
+    Parameters
+    ----------
+    model : golden.dit.DiT
+        The FP32 model (not modified: a deep copy is changed).
+    scheme : Scheme
+    calib : Calibration, optional
+        Needed by MixDiT schemes.
+    emulation : str
+        ``"exact"``: MX GEMMs through the bit-exact golden model; ``"fake"``: the same quantized
+        operands dequantized (exactly, DESIGN §1.1) and multiplied by a float32 BLAS matmul, which
+        differs from the accelerator only in the FP32 accumulation order (about 40x faster;
+        ``tests/test_quality.py`` bounds the difference).
+    """
+
+    def __init__(self, model, scheme: Scheme, calib: "Calibration | None" = None,
+                 emulation: str = "fake") -> None:
+        import copy
+
+        from .dit import replace_linears, set_attention_matmuls
+
+        if emulation not in EMULATIONS:
+            raise ValueError(f"emulation must be one of {EMULATIONS}, not {emulation!r}")
+        if scheme.is_mixdit and calib is None:
+            raise ValueError("MixDiT needs a calibration (channel orders and head scores)")
+        self.step = _Step()
+        self.model = copy.deepcopy(model)
+        self.scheme = scheme
+        if scheme.kind == "fp32":
+            return
+
+        def linear(name, lin):
+            w = lin.weight.detach().float().numpy().copy()
+            b = lin.bias.detach().float().numpy().copy()
+            if scheme.kind == "mx":
+                return _torch_module(_MXLinear(name, w, b, scheme, calib, self.step, emulation))
+            return _torch_module(_fake_linear(w, b, scheme))
+
+        replace_linears(self.model, linear)
+        set_attention_matmuls(self.model, lambda name: _attention_pair(name, scheme, calib,
+                                                                       self.step, emulation))
+
+    def on_step(self, index: int, _t: int) -> None:
+        """The sampler's ``on_step`` callback: the reordering tables are per timestep."""
+        self.step.index = index
+
+
+def sample(model, scheme: Scheme, labels: Sequence[int], seeds: Sequence[int],
+           calib: "Calibration | None" = None, guidance: float = 2.0, num_steps: int = 25,
+           batch: int = 100, progress: "Callable[[int], None] | None" = None,
+           emulation: str = "fake") -> np.ndarray:
+    """Class-conditional samples ``[n, C, H, W]`` of ``model`` under ``scheme`` (DDIM, CFG)."""
+    from .dit import ddim_sample
+
+    q = QuantizedDiT(model, scheme, calib, emulation)
+    out = []
+    for start in range(0, len(labels), batch):
+        lab, sd = labels[start:start + batch], seeds[start:start + batch]
+        out.append(ddim_sample(q.model, lab, sd, guidance, num_steps, on_step=q.on_step).numpy())
+        if progress is not None:
+            progress(len(lab))
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Quality of one scheme: accuracy, Frechet distance and the mean distance to FP32 images."""
+
+    scheme: str
+    samples: int
+    accuracy: float
+    frechet: float
+    rmse_vs_fp32: "float | None"
+
+
+def score(images: np.ndarray, labels: Sequence[int]) -> tuple[float, float]:
+    """Classifier accuracy and Frechet distance to the real training digits."""
+    from .dit.data import load_digits_split
+    from .dit.metric import accuracy, features, frechet_distance, load_classifier
+
+    clf = load_classifier()
+    x_train, _, _, _ = load_digits_split()
+    acc = accuracy(clf, images, np.asarray(labels))
+    fd = frechet_distance(features(clf, images), features(clf, x_train))
+    return acc, fd
+
+
+def cache_key(**parts) -> str:
+    """A short stable hash of ``parts`` (JSON-serialisable) for cache file names."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def evaluate(model, scheme: Scheme, n: int, calib: "Calibration | None", guidance: float,
+             num_steps: int, reference: "np.ndarray | None" = None, batch: int = 100,
+             progress: "Callable[[int], None] | None" = None,
+             emulation: str = "fake") -> tuple[EvalResult, np.ndarray]:
+    """Sample ``n`` images (label ``i % 10``, seed ``i``) under ``scheme`` and score them."""
+    labels = [i % model.cfg.num_classes for i in range(n)]
+    seeds = list(range(n))
+    imgs = sample(model, scheme, labels, seeds, calib, guidance, num_steps, batch, progress,
+                  emulation)
+    acc, fd = score(imgs, labels)
+    rmse = None if reference is None else float(np.sqrt(np.mean((imgs - reference) ** 2)))
+    return EvalResult(scheme.name, n, acc, fd, rmse), imgs
+

@@ -1,0 +1,124 @@
+"""Quantized DiT sampling (golden/quality.py), ``mixdit evaluate`` and ``mixdit tune``, small.
+
+The fake-quant emulation (dequantize + float32 matmul) used by default is checked against the
+bit-exact golden GEMM to within FP32 accumulation-order error; the batched bit-exact GEMM against
+golden.gemm.mx_matmul slice by slice.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from golden import gemm, mx, quality
+from golden.synthetic import outlier_activations
+
+
+def mixdit(*args):
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("fmt", ["mx6", "mx9"])
+def test_batched_gemm_is_mx_matmul_per_slice(fmt):
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((2, 3, 5, 40)) * np.exp(rng.standard_normal((2, 3, 5, 40)))
+         ).astype(np.float32)
+    b = rng.standard_normal((2, 3, 7, 40)).astype(np.float32)
+    qa, qb = mx.quantize(a, fmt), mx.quantize(b, fmt)
+    got = quality.mx_matmul_batched(qa, qb)
+    for i in range(2):
+        for j in range(3):
+            ref = gemm.mx_matmul(qa[i, j], qb[i, j])
+            assert np.array_equal(got[i, j].view(np.uint32), ref.view(np.uint32))
+
+
+@pytest.mark.parametrize("m,k,n,p1", [(64, 128, 384, 0.05), (48, 512, 128, 0.2),
+                                      (32, 1152, 96, 0.0)])
+def test_fake_quant_agrees_with_bit_exact_gemm(m, k, n, p1):
+    # Both multiply the same MX values; only the FP32 accumulation order differs, so the gap is
+    # within a few ulps of the sum of |products| per output (K rounding steps at most).
+    x, _ = outlier_activations(m, k, seed=m)
+    w = (np.random.default_rng(k).standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+    from golden.mixdit import plan_linear, quantize_linear
+
+    a, wq = quantize_linear(x, w, plan_linear(x, p1))
+    exact = gemm.mx_matmul(a, wq)
+    fake = a.dequantize() @ wq.dequantize().T
+    bound = (np.abs(a.dequantize()).astype(np.float64) @ np.abs(wq.dequantize()).T.astype(
+        np.float64)) * (k / 16 + k) * 2.0 ** -24
+    assert np.all(np.abs(exact.astype(np.float64) - fake) <= bound + 1e-30)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small random DiT (non-zero adaLN so blocks matter), saved as a checkpoint."""
+    from golden.dit import DiT, DiTConfig, save_model
+
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(hidden_size=64, depth=2, num_heads=4)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_model(model, path)
+    return model, path
+
+
+def test_exact_and_fake_sampling_agree(tiny):
+    model, _ = tiny
+    labels, seeds = [1, 7], [0, 1]
+    cal = quality.calibrate(model, labels, [9, 10], 2.0, 3)
+    sc = quality.mixdit_scheme(0.25, 0.5)
+    fake = quality.sample(model, sc, labels, seeds, cal, 2.0, 3, emulation="fake")
+    exact = quality.sample(model, sc, labels, seeds, cal, 2.0, 3, emulation="exact")
+    fp32 = quality.sample(model, quality.SCHEMES["fp32"], labels, seeds, None, 2.0, 3)
+    assert np.abs(fake - exact).max() < 1e-3
+    assert np.abs(fake - fp32).max() > 1e-3      # the quantization itself is visible
+
+
+def test_quantization_error_orders_schemes(tiny):
+    model, _ = tiny
+    labels, seeds = list(range(10)), list(range(10))
+    ref = quality.sample(model, quality.SCHEMES["fp32"], labels, seeds, None, 2.0, 3)
+    err = {k: np.sqrt(np.mean((quality.sample(model, quality.SCHEMES[k], labels, seeds, None,
+                                              2.0, 3) - ref) ** 2))
+           for k in ("mx9", "mx6", "int8", "fp4")}
+    assert err["mx9"] < err["mx6"] and err["int8"] < err["fp4"]
+
+
+def test_mixdit_needs_calibration(tiny):
+    with pytest.raises(ValueError, match="calibration"):
+        quality.QuantizedDiT(tiny[0], quality.mixdit_scheme(0.1, 0.2))
+
+
+def test_cli_evaluate_and_tune_on_a_tiny_checkpoint(tiny, tmp_path):
+    _, ckpt = tiny
+    common = ["--checkpoint", str(ckpt), "--samples", "10", "--steps", "2", "--calib-samples",
+              "4", "--cache-dir", str(tmp_path / "cache")]
+    res = mixdit("tune", *common, "--out-dir", str(tmp_path / "tune"), "--plot-dir",
+                 str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    chosen = json.loads((tmp_path / "tune" / "chosen.json").read_text())
+    assert len(chosen["points"]) == 21
+    best = min(chosen["points"], key=lambda q: q["frechet"] * q["latency_s"] ** 0.15)
+    assert (chosen["p1"], chosen["p2"]) == (best["p1"], best["p2"])
+    tables = np.load(tmp_path / "tune" / "tables.npz")
+    assert "blocks.0.attn.qkv/s0/perm" in tables.files
+    assert (tmp_path / "fig8_tradeoff.png").stat().st_size > 10_000
+    res = mixdit("evaluate", *common, "--tune-dir", str(tmp_path / "tune"), "--table-i",
+                 "--json", str(tmp_path / "q.json"))
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((tmp_path / "q.json").read_text())
+    assert {r["scheme"] for r in rows} >= {"FP32", "MX6 / MX6", "INT6 / INT6 (Q-DiT, ViDiT-Q "
+                                           "style)", "MX9 W / MX6 A"}
+    assert "10 samples per scheme" in res.stdout
+
+
+def test_cli_evaluate_without_checkpoint(tmp_path):
+    res = mixdit("evaluate", "--checkpoint", str(tmp_path / "none.safetensors"))
+    assert res.returncode == 2 and "cannot load the DiT" in res.stderr
