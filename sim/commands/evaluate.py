@@ -190,7 +190,7 @@ def chosen_p(tune_dir: str) -> "tuple[float, float] | None":
 def run(args) -> int:
     import json
 
-    from bench.table import print_table
+    from ..tables import print_table
     from golden import quality
 
     chosen = chosen_p(args.tune_dir)

@@ -57,7 +57,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from bench.table import print_table
+    from ..tables import print_table
     from golden import gpu, perf, workloads
 
     if not 0 < args.gpu_eff <= 1 or not 0 < args.gpu_mem_eff <= 1:

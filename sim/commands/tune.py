@@ -42,7 +42,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from bench.table import print_table
+    from ..tables import print_table
     from golden import perf, quality, workloads
     from golden.mixdit import linear_formats
 
