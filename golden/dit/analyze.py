@@ -42,7 +42,9 @@ __all__ = [
     "plot",
 ]
 
-_KEY = re.compile(r"^blocks\.(\d+)\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2|attn\.q|attn\.k|attn\.v)/t(\d+)$")
+_KEY = re.compile(
+    r"^blocks\.(\d+)\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2|attn\.q|attn\.k|attn\.v)/t(\d+)$"
+)
 LINEARS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
 
@@ -77,9 +79,13 @@ def channel_means(x: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1]).mean(axis=0)
 
 
-def top_set(values: np.ndarray, frac: float = 0.05) -> frozenset[int]:
-    """Indices of the ``ceil(frac * len(values))`` largest values (ties broken by index)."""
-    count = max(1, math.ceil(frac * len(values)))
+def top_set(values: np.ndarray, frac: float = 0.05, count: int | None = None) -> frozenset[int]:
+    """Indices of the ``count`` (default ``ceil(frac * len(values))``) largest values.
+
+    Ties are broken by the lower index.
+    """
+    if count is None:
+        count = max(1, math.ceil(frac * len(values)))
     order = np.argsort(-np.asarray(values), kind="stable")
     return frozenset(int(i) for i in order[:count])
 
@@ -106,7 +112,7 @@ def random_jaccard(k: int, n: int) -> float:
 
 
 def outlier_share(x: np.ndarray, frac_channels: float = 0.05, frac_values: float = 0.01) -> float:
-    """Share of the top ``frac_values`` of ``|x|`` that lies in the top ``frac_channels`` channels."""
+    """Share of the top ``frac_values`` of ``|x|`` lying in the top ``frac_channels`` channels."""
     a = np.abs(np.asarray(x, dtype=np.float64)).reshape(-1, np.shape(x)[-1])
     threshold = np.quantile(a, 1 - frac_values)
     big = a >= threshold
@@ -165,8 +171,10 @@ def analyze(
                 m = channel_means(x)
                 ratios.append(m.max() / np.median(m))
                 shares.append(outlier_share(x, frac_channels))
-                jc = mean_pairwise_jaccard([top_set(channel_means(x[i]), frac_channels) for i in by_class])
-                js = mean_pairwise_jaccard([top_set(channel_means(x[i]), frac_channels) for i in by_seed])
+                jc = mean_pairwise_jaccard(
+                    [top_set(channel_means(x[i]), frac_channels) for i in by_class])
+                js = mean_pairwise_jaccard(
+                    [top_set(channel_means(x[i]), frac_channels) for i in by_seed])
                 if jc is not None:
                     j_cls.append(jc)
                 if js is not None:
@@ -196,9 +204,9 @@ def analyze(
                 head_magnitude=tuple(float(v) for v in mag),
                 spread=float(mag.max() / mag.min()),
                 j_class=mean_pairwise_jaccard(
-                    [top_set(head_mag(i, ts), n_top / len(mag)) for i in by_class]),
+                    [top_set(head_mag(i, ts), count=n_top) for i in by_class]),
                 j_time=mean_pairwise_jaccard(
-                    [top_set(head_mag(slice(None), [t]), n_top / len(mag)) for t in ts]),
+                    [top_set(head_mag(slice(None), [t]), count=n_top) for t in ts]),
             ))
     return layers, heads
 

@@ -127,12 +127,13 @@ def _check_choices(model: DiT, blocks: Sequence[int], timesteps: Sequence[int], 
             raise ValueError(f"block {b} is not in 0..{depth - 1}")
     for t in timesteps:
         if t not in visited:
-            raise ValueError(f"timestep {t} is not one the {num_steps}-step sampler visits: {visited}")
+            raise ValueError(
+                f"timestep {t} is not one the {num_steps}-step sampler visits: {visited}")
     for c in classes:
         if not 0 <= c < model.cfg.num_classes:
             raise ValueError(f"class {c} is not in 0..{model.cfg.num_classes - 1}")
-    if not seeds:
-        raise ValueError("at least one seed is needed")
+    if not (blocks and timesteps and classes and seeds):
+        raise ValueError("at least one block, timestep, class and seed are needed")
 
 
 def capture(

@@ -18,7 +18,9 @@ __all__ = ["CHECKPOINT_PATH", "save_model", "load_model", "checkpoint_metadata"]
 CHECKPOINT_PATH = Path(__file__).resolve().parent / "weights" / "dit_digits.safetensors"
 
 
-def save_model(model: DiT, path: Path = CHECKPOINT_PATH, extra: dict[str, str] | None = None) -> None:
+def save_model(
+    model: DiT, path: Path = CHECKPOINT_PATH, extra: dict[str, str] | None = None
+) -> None:
     """Write ``model`` as fp16 safetensors; its config and ``extra`` go in the metadata."""
     from safetensors.torch import save_file
 

@@ -58,7 +58,7 @@ def ddim_timesteps(num_steps: int = 25, train_steps: int = NUM_TRAIN_STEPS) -> l
 
 
 def initial_noise(seeds: Sequence[int], shape: tuple[int, int, int]) -> torch.Tensor:
-    """Starting noise ``[len(seeds), *shape]``, row ``i`` drawn from a generator seeded ``seeds[i]``.
+    """Starting noise ``[len(seeds), *shape]``; row ``i`` is drawn with the seed ``seeds[i]``.
 
     Drawing each row from its own seed makes an image depend only on its seed and label, not on
     the batch it was sampled in.
@@ -117,7 +117,8 @@ def ddim_sample(
         tt = torch.full((x.shape[0],), t, dtype=torch.long)
         eps = model.forward_with_cfg(x, tt, y, guidance).double()
         a_t = abar[t]
-        a_prev = abar[steps[i + 1]] if i + 1 < len(steps) else torch.tensor(1.0, dtype=torch.float64)
+        last = i + 1 == len(steps)
+        a_prev = torch.tensor(1.0, dtype=torch.float64) if last else abar[steps[i + 1]]
         xd = x.double()
         # Predict x0, clip it to the data range, and re-derive the noise from the clipped x0,
         # as guided-diffusion's ddim_sample does with clip_denoised=True.

@@ -72,7 +72,9 @@ _REQUIRED = (
 )
 
 
-def config_from_state_dict(state: dict[str, torch.Tensor], num_heads: int | None = None) -> DiTConfig:
+def config_from_state_dict(
+    state: dict[str, torch.Tensor], num_heads: int | None = None
+) -> DiTConfig:
     """Infer a :class:`DiTConfig` from the tensor shapes of a facebookresearch/DiT state dict.
 
     Raises
@@ -187,7 +189,8 @@ def _model_dir(path: Path) -> Path:
     for candidate in (path, path / "transformer"):
         if (candidate / "config.json").is_file():
             return candidate
-    raise ValueError(f"{path} has no config.json (nor transformer/config.json): not a diffusers model")
+    raise ValueError(
+        f"{path} has no config.json (nor transformer/config.json): not a diffusers model")
 
 
 def load_diffusers(path: Path | str) -> DiffusersDiT:
@@ -223,7 +226,8 @@ def depth_of(model: DiT | DiffusersDiT) -> int:
 
 def _split_heads(t: torch.Tensor, heads: int) -> np.ndarray:
     b, n, c = t.shape
-    return t.reshape(b, n, heads, c // heads).permute(0, 2, 1, 3).float().contiguous().numpy().copy()
+    split = t.reshape(b, n, heads, c // heads).permute(0, 2, 1, 3)
+    return split.float().contiguous().numpy().copy()
 
 
 def _diffusers_inputs(m: DiffusersDiT, x: torch.Tensor, t: int, labels: Sequence[int]) -> dict:
@@ -233,11 +237,12 @@ def _diffusers_inputs(m: DiffusersDiT, x: torch.Tensor, t: int, labels: Sequence
     if m.kind == "DiTTransformer2DModel":
         return {"hidden_states": x, "timestep": timestep,
                 "class_labels": torch.as_tensor(list(labels), dtype=torch.long)}
-    width = cfg.caption_channels if m.kind == "PixArtTransformer2DModel" else cfg.joint_attention_dim
+    pixart = m.kind == "PixArtTransformer2DModel"
+    width = cfg.caption_channels if pixart else cfg.joint_attention_dim
     text = torch.stack([
         torch.randn((8, width), generator=torch.Generator().manual_seed(int(c))) for c in labels
     ])
-    if m.kind == "PixArtTransformer2DModel":
+    if pixart:
         extra = {"added_cond_kwargs": {"resolution": None, "aspect_ratio": None}}
         return {"hidden_states": x, "encoder_hidden_states": text, "timestep": timestep, **extra}
     pooled = torch.stack([
@@ -296,7 +301,8 @@ def capture_diffusers(
             h.remove()
     for b in blocks:
         for name, module in m.linears(b).items():
-            store[f"blocks.{b}.{name}/weight"] = module.weight.detach().float().abs().mean(0).numpy()
+            weight = module.weight.detach().float()
+            store[f"blocks.{b}.{name}/weight"] = weight.abs().mean(0).numpy()
     store["meta/labels"] = np.asarray(labels, dtype=np.int64)
     store["meta/conditional"] = np.ones(len(labels), dtype=bool)
     store["meta/seeds"] = np.asarray(row_seeds, dtype=np.int64)

@@ -1,7 +1,7 @@
 """Image-quality metric for generated digits: a small classifier and a Frechet distance.
 
-DESIGN §4 scores each (p1, p2) point with an FID-like quality figure; DESIGN §7 supplies it for the
-shipped model. Inception features mean nothing on 8x8 digits, so the metric uses its own feature
+DESIGN §4 scores each (p1, p2) point with an FID-like quality figure; DESIGN §7 supplies it for
+the shipped model. Inception features mean nothing on 8x8 digits, so the metric uses its own feature
 extractor: an MLP classifier trained on the real training images. Two numbers come out of it:
 
 - the *accuracy* with which the classifier recognises class-conditional samples as the class they
@@ -100,7 +100,9 @@ def features(model: DigitClassifier, images: np.ndarray | torch.Tensor) -> np.nd
 
 
 @torch.no_grad()
-def accuracy(model: DigitClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray) -> float:
+def accuracy(
+    model: DigitClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray
+) -> float:
     """Share of ``images`` the classifier assigns to ``labels``."""
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
     pred = model(x).argmax(dim=1).numpy()

@@ -164,7 +164,9 @@ def sincos_pos_embed_2d(dim: int, grid: int) -> np.ndarray:
     return np.concatenate([one_d(cols), one_d(rows)], axis=1).astype(np.float32)
 
 
-def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
+def timestep_embedding(
+    t: torch.Tensor, dim: int = 256, max_period: float = 10000.0
+) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps, ``cos`` half first as in DiT."""
     half = dim // 2
     freqs = torch.exp(

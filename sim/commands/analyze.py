@@ -22,7 +22,7 @@ def register(sub, formatter_class) -> None:
 
 
 def run(args) -> int:
-    from golden.dit import analyze as an
+    import golden.dit.analyze as an
     from golden.dit.capture import load_capture
 
     if not 0 < args.top <= 1:

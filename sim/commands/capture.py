@@ -36,8 +36,8 @@ def register(sub, formatter_class) -> None:
 def run(args) -> int:
     import os
 
-    from golden.dit import capture as cap
     from golden.dit import loaders
+    from golden.dit.capture import save_capture
 
     if args.steps < 1:
         raise UsageError(f"--steps must be positive, not {args.steps}")
@@ -50,7 +50,7 @@ def run(args) -> int:
             source = os.path.abspath(args.checkpoint) if args.checkpoint else "shipped"
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    blocks = args.blocks if args.blocks is not None else [0, model_depth(model) - 1]
+    blocks = args.blocks if args.blocks is not None else [0, loaders.depth_of(model) - 1]
     try:
         arrays = loaders.capture_any(
             model, blocks=blocks, timesteps=args.timesteps, classes=args.classes,
@@ -59,7 +59,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
-        cap.save_capture(arrays, args.out)
+        save_capture(arrays, args.out)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out!r}: {exc.strerror}") from None
     layers = sum(1 for k in arrays if not k.startswith("meta/") and "/t" in k)
@@ -69,9 +69,3 @@ def run(args) -> int:
     print(f"wrote    {args.out}")
     return 0
 
-
-def model_depth(model) -> int:
-    """Number of transformer blocks of a loaded model."""
-    from golden.dit import loaders
-
-    return loaders.depth_of(model)
