@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"step {step + 1}: loss {losses[-1][1]:.4f} "
                     f"({time.time() - train_start:.0f} s)", flush=True,
                 )
+    if window:
+        losses.append((args.steps, float(np.mean(window))))
     train_seconds = time.time() - train_start
 
     save_model(ema, args.checkpoint)

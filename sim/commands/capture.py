@@ -65,7 +65,7 @@ def run(args) -> int:
     layers = sum(1 for k in arrays if not k.startswith("meta/") and "/t" in k)
     rows = len(arrays["meta/labels"])
     print(f"captured {layers} arrays ({rows} rows, blocks {sorted(set(blocks))}, "
-          f"timesteps {list(arrays['meta/timesteps'])}) from {source}")
+          f"timesteps {[int(t) for t in arrays['meta/timesteps']]}) from {source}")
     print(f"wrote    {args.out}")
     return 0
 
