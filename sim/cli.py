@@ -24,6 +24,7 @@ COMMANDS = (
     "sim.commands.evaluate",
     "sim.commands.tune",
     "sim.commands.gemm",
+    "sim.commands.simulate_layer",
 )
 
 

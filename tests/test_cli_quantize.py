@@ -1,4 +1,4 @@
-"""``mixdit quantize`` and ``mixdit demo`` as a user runs them: output, files, errors."""
+"""``mixdit quantize`` as a user runs it: output, files, errors (the demo: test_simulate_layer.py)."""
 
 import subprocess
 import sys
@@ -72,11 +72,3 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make, args, msg):
 def test_unknown_format_is_rejected_by_the_parser(act):
     res = mixdit("quantize", "--in", str(act[0]), "--fmt", "mx8")
     assert res.returncode == 2 and "invalid choice" in res.stderr
-
-
-def test_demo_runs_and_mixdit_wins():
-    res = mixdit("demo", "--tokens", "32", "--channels", "256", "--out-channels", "32")
-    assert res.returncode == 0, res.stderr
-    rows = {line[:18].strip(): line.split() for line in res.stdout.splitlines()
-            if line.startswith(("MX", "MixDiT"))}
-    assert float(rows["MixDiT x MX6 (W)"][-4]) > float(rows["MX6 (A) x MX6 (W)"][-4])

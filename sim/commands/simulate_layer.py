@@ -1,0 +1,197 @@
+"""``mixdit simulate-layer``: a real DiT layer (or block) on the RTL, bit-exact (DESIGN §4-§7)."""
+
+from ..errors import UsageError
+
+_DESCRIPTION = """\
+Run one GEMM layer of the shipped DiT (or a whole block with --block) on the accelerator's RTL and
+check every result bit for bit against the golden model (exit 1 at the first difference).
+
+Activations are captured now from the checkpoint (classes 3 and 7, seed 0; DDIM-25 with guidance 2)
+or read from a capture file (--activations, see 'mixdit capture'). The layer's MixDiT plan is
+calibrated on them for the timestep (DESIGN §4): channel order and MX6/MX9 map of A for linear
+layers, head-wise formats for attention. Linear layers (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) run
+as one GEMM, the bias added on the host in FP32; attention (blocks.N.attn) runs QK^T and
+softmax(.)V per image and head, the softmax on the host in FP32. The GEMMs run on the array's
+Verilog (the file-driven harness); the layer's FP32 output then goes through the reordering
+controller and MX converter (Amaranth simulation of their RTL) into the next layer's packed A
+groups, checked word for word. The report gives cycles, PE utilization, the share of MX9 groups,
+and the error against the FP32 layer for MixDiT beside MX6-only and MX9-only.
+
+--block N runs every GEMM of block N on the RTL, with layer norm, adaLN, softmax, GELU and the
+residuals on the host in FP32, and checks the block output bit for bit against the golden run."""
+
+
+def register(sub, formatter_class) -> None:
+    p = sub.add_parser(
+        "simulate-layer", formatter_class=formatter_class,
+        help="run a DiT layer or block on the RTL, bit-exact, with MixDiT vs MX6 vs MX9 errors",
+        description=_DESCRIPTION)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", metavar="PATH",
+                     help="DiT checkpoint (default: the shipped golden/dit/weights/"
+                          "dit_digits.safetensors); activations are captured from it")
+    src.add_argument("--activations", metavar="F.npz",
+                     help="a capture file instead of capturing now (weights still come from the "
+                          "shipped checkpoint)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--layer", metavar="NAME",
+                       help="blocks.N.attn.qkv, blocks.N.attn.proj, blocks.N.mlp.fc1, "
+                            "blocks.N.mlp.fc2 or blocks.N.attn")
+    where.add_argument("--block", type=int, metavar="N", help="run the whole block N")
+    p.add_argument("--timestep", type=int, metavar="T",
+                   help="diffusion timestep (default: the middle one available)")
+    p.add_argument("--p1", type=float, default=0.05, help="share of A's channels in MX9")
+    p.add_argument("--p2", type=float, default=0.2, help="share of attention heads in MX9")
+    p.add_argument("--rounding", default="trunc", metavar="{trunc,rne}",
+                   help="quantizer rounding (DESIGN §1.1)")
+    p.add_argument("--sim", default="verilator", metavar="{verilator,icarus}",
+                   help="simulator of the array harness")
+    p.add_argument("--rows", type=int, default=16, help="array rows R")
+    p.add_argument("--cols", type=int, default=16, help="array columns C")
+    p.add_argument("--tokens", type=int, metavar="M",
+                   help="quick runs: only the first M rows of a linear layer's A, or query tokens "
+                        "of each attention head (calibration still sees every activation)")
+    p.add_argument("--images", type=int, metavar="I",
+                   help="quick runs: attention on the first I images only")
+    p.add_argument("--out-channels", type=int, metavar="N",
+                   help="quick runs: only the first N output channels of a linear layer (skips "
+                        "the next-layer groups)")
+    p.add_argument("--no-convert", action="store_true",
+                   help="skip the reorder/convert stage (next-layer groups)")
+    p.add_argument("--vcd", metavar="F.vcd", help="dump the waves of the first GEMM")
+    p.add_argument("--json", metavar="F.json", help="also write the report as JSON")
+    p.set_defaults(func=run)
+
+
+def validate(args) -> None:
+    """One-line :class:`UsageError` for options that are wrong before anything is loaded."""
+    from golden.mx import ROUNDINGS
+    from sim.harness import SIMULATORS, simulator_missing
+
+    from ..inputs import check_fraction
+
+    check_fraction(args.p1, "--p1")
+    check_fraction(args.p2, "--p2")
+    if args.rounding not in ROUNDINGS:
+        raise UsageError(f"unknown rounding {args.rounding!r}; valid: {', '.join(ROUNDINGS)}")
+    if args.sim not in SIMULATORS:
+        raise UsageError(f"unknown simulator {args.sim!r}; valid: {', '.join(SIMULATORS)}")
+    missing = simulator_missing(args.sim)
+    if missing:
+        other = [s for s in SIMULATORS if s != args.sim and simulator_missing(s) is None]
+        raise UsageError(f"{missing}; installed simulators: {', '.join(other) or 'none'}")
+    for opt in ("tokens", "images", "out_channels"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            raise UsageError(f"--{opt.replace('_', '-')} must be a positive integer, not {value}")
+
+
+def format_layer(rep: dict) -> str:
+    """The human-readable report of one layer."""
+    lines = [
+        f"layer    {rep['layer']} at t={rep['timestep']}: {rep['shape']}",
+        f"source   {rep['source']}",
+        f"plan     p1={rep['p1']:g} p2={rep['p2']:g} rounding={rep['rounding']}; heads "
+        f"{' '.join(h.upper() for h in rep['heads'])}; {rep['mx9_share']:.1%} of A groups in MX9",
+        f"rtl      {rep['gemms']} GEMM(s) on a {rep['array']} array under {rep['sim']}: "
+        f"{rep['results_checked']:,} FP32 results == golden bit for bit",
+    ]
+    if "skipped" in rep.get("next_layer", {}):
+        lines.append(f"convert  skipped: {rep['next_layer']['skipped']}")
+    elif "next_layer" in rep:
+        nl = rep["next_layer"]
+        lines.append(f"convert  {nl['groups']:,} next-layer groups for {nl['consumer']} "
+                     f"({nl['mx9_share']:.1%} MX9) == golden bit for bit, "
+                     f"{nl['convert_cycles']:,} controller cycles")
+    lines += [
+        f"cycles   {rep['cycles']:,} (cycle model {rep['model_cycles']:,}); PE utilization "
+        f"{rep['utilization']:.1%}",
+        f"time     {rep['wall_s']:.1f} s wall (simulation {rep['sim_s']:.1f} s, build "
+        f"{rep['build_s']:.1f} s)",
+        "", format_errors(rep["errors"], "layer output"),
+    ]
+    return "\n".join(lines)
+
+
+def format_errors(errors: dict, what: str) -> str:
+    """The MixDiT / MX6 / MX9 table against FP32."""
+    rows = [f"{'scheme':8s} {'rel_err':>10s} {'SQNR dB':>8s} {'cycles':>10s}   error of the {what} "
+            "against FP32"]
+    names = {"mixdit": "MixDiT", "mx6": "MX6", "mx9": "MX9"}
+    for key, name in names.items():
+        e = errors[key]
+        rows.append(f"{name:8s} {e['rel_err']:10.3e} {e['sqnr_db']:8.2f} {e['model_cycles']:10,}")
+    return "\n".join(rows)
+
+
+def format_block(rep: dict) -> str:
+    """The human-readable report of a whole block."""
+    lines = [
+        f"block    blocks.{rep['block']} at t={rep['timestep']} on a {rep['array']} array under "
+        f"{rep['sim']}",
+        f"source   {rep['source']}",
+        f"plan     p1={rep['p1']:g} p2={rep['p2']:g}; heads "
+        f"{' '.join(h.upper() for h in rep['heads'])}",
+        f"rtl      {rep['gemms']} GEMMs, {rep['results_checked']:,} FP32 results == golden; block "
+        f"output ({rep['output_values']:,} values) == golden run bit for bit",
+        f"{'':9s}{'layer':10s} {'GEMMs':>5s} {'cycles':>10s} {'util':>6s} {'MX9':>6s} "
+        f"{'sim s':>7s}",
+    ]
+    for kind, r in rep["layers"].items():
+        lines.append(f"{'':9s}{kind:10s} {r['gemms']:5d} {r['cycles']:10,} "
+                     f"{r['utilization']:6.1%} {r['mx9_share']:6.1%} {r['sim_s']:7.1f}")
+    lines += [
+        f"cycles   {rep['cycles']:,} (cycle model {rep['model_cycles']:,}); PE utilization "
+        f"{rep['utilization']:.1%}",
+        f"time     {rep['wall_s']:.1f} s wall (simulation {rep['sim_s']:.1f} s, build "
+        f"{rep['build_s']:.1f} s)",
+        "", format_errors(rep["errors"], "block output"),
+    ]
+    return "\n".join(lines)
+
+
+def write_json(path: str, report: dict) -> None:
+    import json
+
+    try:
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2, default=float)
+            f.write("\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+def run(args) -> int:
+    from golden.layer import parse_layer
+    from sim.layer import array_config, load_source, simulate_block, simulate_layer
+
+    validate(args)
+    config = array_config(args.rows, args.cols)
+    if args.block is not None:
+        if args.activations:
+            raise UsageError("--block captures the block's input now; leave out --activations")
+        src, t = load_source(args.checkpoint, None, args.block, args.timestep)
+        rep = simulate_block(src, args.block, t, p1=args.p1, p2=args.p2, rounding=args.rounding,
+                             config=config, sim=args.sim)
+        text = format_block(rep)
+    else:
+        block = args.layer.split(".")[1] if args.layer.count(".") >= 2 else ""
+        if not block.isdigit():
+            raise UsageError(f"no layer {args.layer!r}; layers are named blocks.N.attn.qkv, "
+                             "blocks.N.attn.proj, blocks.N.mlp.fc1, blocks.N.mlp.fc2 and "
+                             "blocks.N.attn")
+        try:
+            parse_layer(args.layer, [int(block)])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        src, t = load_source(args.checkpoint, args.activations, int(block), args.timestep)
+        layer = parse_layer(args.layer, src.blocks)
+        rep = simulate_layer(src, layer, t, p1=args.p1, p2=args.p2, rounding=args.rounding,
+                             config=config, sim=args.sim, vcd=args.vcd, tokens=args.tokens,
+                             images=args.images, out_channels=args.out_channels,
+                             convert=not args.no_convert)
+        text = format_layer(rep)
+    print(text)
+    if args.json:
+        write_json(args.json, rep)
+    return 0
