@@ -23,6 +23,7 @@ BLOCKS: dict[str, str] = {
     "mx_convert": "hw.mx_convert:MXConverter",
     "mx9_to_mx6": "hw.mx_convert:MX9ToMX6",
     "reorder": "hw.reorder:make_reorder",
+    "top": "hw.top:make_top",
 }
 
 
