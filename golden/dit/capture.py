@@ -30,7 +30,13 @@ The layer names before the ``/`` (``blocks.3.mlp.fc1``) are the module names in 
 names other commands take (``--layer blocks.3.mlp.fc1``). Row ``r`` of the batch axis ``B`` is
 class ``classes[r // len(seeds)]`` with seed ``seeds[r % len(seeds)]``; with ``with_uncond`` the
 unconditional rows of classifier-free guidance follow in the same order, labelled with the null
-class. The model runs single-threaded, so a capture is bit-for-bit repeatable on one machine.
+class.
+
+Reproducibility: the model runs single-threaded with oneDNN off, so a capture is bit-for-bit
+repeatable on one machine. MKL chooses its GEMM kernels by CPU features; run with the environment
+variable ``MKL_CBWR=COMPATIBLE`` (read when MKL starts, so set it before Python starts) and the
+result is the same on any x86-64 CPU with AVX2 or AVX-512, which is how the fixture is made and
+checked: ``MKL_CBWR=COMPATIBLE python -m golden.dit.fixture`` rewrites it.
 """
 
 from __future__ import annotations
@@ -185,14 +191,17 @@ def capture(
     def on_step(_: int, t: int) -> None:
         state["t"] = t if t in wanted else None
 
-    threads = torch.get_num_threads()
+    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     torch.set_num_threads(1)
+    # oneDNN picks its convolution kernel by CPU features; the plain ATen path does not.
+    torch.backends.mkldnn.enabled = False
     try:
         with capture_hooks(model, blocks, rows, store, state):
             ddim_sample(model, labels, row_seeds, guidance=guidance, num_steps=num_steps,
                         on_step=on_step)
     finally:
         torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = onednn
 
     for b in blocks:
         for layer in GEMM_LAYERS:
@@ -234,3 +243,4 @@ def load_capture(path: Path | str) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"no capture at {path}")
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
