@@ -9,8 +9,8 @@ def register(sub, formatter_class) -> None:
         help="outlier-channel and head statistics of a capture, with paper-style plots",
         description=(
             "For every captured linear layer: max/median of the per-channel mean |x|, the share\n"
-            "of the top 1%% magnitudes held by the top 5%% channels, and the Jaccard overlap of\n"
-            "the top-5%% channel sets across classes, seeds and timesteps (J rand: the overlap of\n"
+            "of the top 1% magnitudes held by the top 5% channels, and the Jaccard overlap of\n"
+            "the top-5% channel sets across classes, seeds and timesteps (J rand: the overlap of\n"
             "random sets). For every attention: the per-head magnitude, its max/min spread and\n"
             "the overlap of the top heads. --plots writes figures like the MixDiT paper's Fig. 3\n"
             "(weight vs activation magnitude) and Fig. 5 (token x channel magnitude maps)."))
