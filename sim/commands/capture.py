@@ -20,7 +20,8 @@ def register(sub, formatter_class) -> None:
                      help="a .safetensors written by 'make train-dit', or an official DiT .pt")
     src.add_argument("--diffusers", metavar="DIR",
                      help="a local diffusers model directory (or its transformer/ subfolder)")
-    p.add_argument("--blocks", type=int, nargs="+", help="block indices; None means the first and the last block")
+    p.add_argument("--blocks", type=int, nargs="+",
+                   help="block indices; None means the first and the last block")
     p.add_argument("--timesteps", type=int, nargs="+", default=[960, 480, 0],
                    help="diffusion timesteps among those the sampler visits (960, 920, ..., 0)")
     p.add_argument("--classes", type=int, nargs="+", default=[3, 7], help="class labels")
