@@ -7,13 +7,14 @@ to :func:`emit`.
 """
 
 import importlib
+import re
 from pathlib import Path
 from typing import Callable
 
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-__all__ = ["BLOCKS", "emit", "emit_block", "build_block"]
+__all__ = ["BLOCKS", "emit", "emit_block", "build_block", "to_verilog"]
 
 #: Block name -> ``"module:factory"``, the factory called with no arguments.
 BLOCKS: dict[str, str] = {
@@ -42,6 +43,34 @@ def build_block(name: str) -> wiring.Component:
     return fn()
 
 
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +=\s*0;$", re.M)
+
+
+def to_verilog(component: wiring.Component, name: str) -> str:
+    """The Verilog text of ``component`` as module ``name``, safe for event-driven simulators.
+
+    Yosys writes combinational processes as ``always @*`` blocks, each also reading a trigger
+    register declared as ``reg T = 0;`` so that every block runs once at time 0. Icarus Verilog
+    applies declaration initialisers before any process waits, so that kick is lost, and a block
+    whose inputs never change (a leading-zero count of a sum that stays 0, say) keeps X for the
+    whole simulation; Verilator (2-state) and Amaranth's simulator do not show it. Here the
+    trigger starts at X and an ``initial`` at the end of its module sets it: processes start in
+    source order, so every ``always`` already waits on its event control and the X -> 0 change
+    runs each block once. (``write_verilog -sv`` would give ``always_comb`` instead, but Icarus
+    11 livelocks on some of those blocks; an ``initial #0`` is an error for Verilator 5.006.)
+    """
+    text = verilog.convert(component, name=name, emit_src=False)
+    out = []
+    pos = 0
+    for m in _TRIGGER.finditer(text):
+        end = text.index("endmodule", m.end())
+        out.append(text[pos:m.start()] + f"{m[1]}reg {m[2]} ;" + text[m.end():end]
+                   + f"  initial {m[2]} = 0;\n")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def emit(component: wiring.Component, name: str, out_dir: "str | Path") -> Path:
     """Write the Verilog of ``component`` as module ``name`` into ``out_dir/name.v``.
 
@@ -57,9 +86,9 @@ def emit(component: wiring.Component, name: str, out_dir: "str | Path") -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.v"
-    text = verilog.convert(component, name=name, emit_src=False)
+    text = to_verilog(component, name)
     for dep_name, dep in getattr(component, "verilog_dependencies", ()):
-        text += verilog.convert(dep, name=dep_name, emit_src=False)
+        text += to_verilog(dep, dep_name)
     path.write_text(text)
     return path
 

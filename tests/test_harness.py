@@ -58,10 +58,7 @@ def test_icarus_small_array(shape, mix):
     assert res.cycles == gemm_cycles(m, 16 * kg, n, _formats(ca), _formats(cw), SMALL)
 
 
-@pytest.mark.parametrize("kind", ["wide", "huge", pytest.param("tiny", marks=pytest.mark.xfail(
-    reason="Icarus shows X in the exponent of results just above the subnormal range (e.g. "
-           "golden 0x01ea8000): an X path in the PE/FP32 adder RTL, reported to the PE owner",
-    strict=False)), "nan", "cancel"])
+@pytest.mark.parametrize("kind", ["wide", "huge", "tiny", "nan", "cancel"])
 def test_icarus_special_values(kind):
     """Overflow, underflow, NaN groups and exact cancellation through the whole array."""
     _need("icarus")
