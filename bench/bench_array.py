@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.table import print_table
+from sim.tables import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,6 @@ def utilization_table() -> None:
 
 
 def speed_table(quick: bool) -> None:
-    from golden import mx
     from hw.config import ArrayConfig
     from sim.array_stimulus import random_gemm
     from sim.harness import run_gemm, simulator_missing

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.table import print_table
+from sim.tables import print_table
 
 _ARRAY = 16                    # R = C of the default array (DESIGN §3)
 _TOKENS = 256                  # DiT-XL/2 at 256 x 256: 32 x 32 latent, patch 2

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from bench.table import print_table
+from sim.tables import print_table
 
 
 def _best(fn, repeat: int = 3) -> float:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from bench.table import print_table
+from sim.tables import print_table
 
 
 def _cocotb_stats() -> dict:

@@ -21,8 +21,6 @@ once per GEMM. The design without overlap that DaCapo and SCALE-Sim count is
 ``T * (S + R + C - 2)`` (:func:`no_overlap_cycles`).
 """
 
-from typing import Sequence
-
 from golden.formats import GROUP_SIZE
 
 from .config import ArrayConfig

@@ -34,7 +34,7 @@ from amaranth.utils import ceil_log2
 from golden.formats import GROUP_SIZE
 from golden.mx import ROUNDINGS
 from hw.layouts import TaggedGroup
-from hw.mx_convert import CONVERT_LATENCY, MXConverter
+from hw.mx_convert import MXConverter
 
 __all__ = ["ReorderConfig", "Reorder", "make_reorder", "group_cycles"]
 

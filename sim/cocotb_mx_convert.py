@@ -6,9 +6,8 @@ integer. Each data case runs under every back-pressure / idle pattern of :data:`
 """
 
 import os
-import random
 from collections import deque
-from typing import Callable, Iterator
+from typing import Iterator
 
 import cocotb
 import numpy as np
@@ -17,34 +16,12 @@ from cocotb.triggers import FallingEdge, Timer
 
 from golden.formats import GROUP_SIZE, MX9
 from golden.synthetic import outlier_activations
+from sim.drivers import always, bursts, coin
 from sim.mx_stimulus import golden_words, lanes_word, random_groups, special_groups, tie_groups
 
 ROUNDING = os.environ.get("MXC_ROUNDING", "trunc")
 SEED = int(os.environ.get("MXC_SEED", "1"))
 _WORD_BITS = MX9.group_bits
-
-
-def always() -> Iterator[bool]:
-    while True:
-        yield True
-
-
-def coin(p: float, seed: int) -> Callable[[], Iterator[bool]]:
-    """A generator factory: True with probability ``p`` each cycle."""
-    def gen() -> Iterator[bool]:
-        rnd = random.Random(seed)
-        while True:
-            yield rnd.random() < p
-    return gen
-
-
-def bursts(on: int, off: int) -> Callable[[], Iterator[bool]]:
-    """A generator factory: ``on`` cycles True, then ``off`` cycles False, repeated."""
-    def gen() -> Iterator[bool]:
-        while True:
-            yield from [True] * on
-            yield from [False] * off
-    return gen
 
 
 #: (name, source-willing generator, sink-ready generator).

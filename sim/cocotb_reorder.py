@@ -7,9 +7,7 @@ to the permuted activations (DESIGN §4).
 """
 
 import os
-import random
-from collections import deque
-from typing import Callable, Iterator
+from typing import Iterator
 
 import cocotb
 import numpy as np
@@ -19,6 +17,7 @@ from cocotb.triggers import FallingEdge, Timer
 from golden.formats import GROUP_SIZE, MX9
 from golden.synthetic import outlier_activations
 from hw.reorder import ReorderConfig, group_cycles
+from sim.drivers import always, bursts, coin
 from sim.mx_stimulus import (
     adversarial_order, calibrated_plan, golden_reorder, pack_fields, random_order,
 )
@@ -31,29 +30,6 @@ CONFIG = ReorderConfig(
     rounding=os.environ.get("RO_ROUNDING", "trunc"),
 )
 SEED = int(os.environ.get("RO_SEED", "1"))
-
-
-def always() -> Iterator[bool]:
-    while True:
-        yield True
-
-
-def coin(p: float, seed: int) -> Callable[[], Iterator[bool]]:
-    """A generator factory: True with probability ``p`` each cycle."""
-    def gen() -> Iterator[bool]:
-        rnd = random.Random(seed)
-        while True:
-            yield rnd.random() < p
-    return gen
-
-
-def bursts(on: int, off: int) -> Callable[[], Iterator[bool]]:
-    """A generator factory: ``on`` cycles True, then ``off`` cycles False, repeated."""
-    def gen() -> Iterator[bool]:
-        while True:
-            yield from [True] * on
-            yield from [False] * off
-    return gen
 
 
 #: Sink back-pressure patterns: (name, ready generator factory).

@@ -17,7 +17,6 @@ Examples
 
 import fcntl
 import hashlib
-import os
 import re
 import shutil
 import subprocess
