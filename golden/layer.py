@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from .formats import GROUP_SIZE, MX6, MX9
+from .formats import GROUP_SIZE, MX6
 from .gemm import mx_matmul
 from .mixdit import LinearPlan, head_formats, head_scores, plan_linear, softmax
 from .mx import MXTensor, quantize
@@ -38,7 +38,7 @@ __all__ = [
     "LINEAR_KINDS", "ATTN_KIND", "SCHEMES", "Backend", "golden_backend", "LayerName",
     "parse_layer", "layer_names", "GemmRecord", "Runner", "BlockParams", "block_params",
     "BlockPlans", "calibrate_block", "Executor", "layernorm", "gelu_tanh", "silu", "run_block",
-    "consumer_plan",
+    "consumer_plan", "split_heads",
 ]
 
 #: The linear layers of a block (suffixes of ``blocks.{b}.``), in the order a block runs them.

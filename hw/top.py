@@ -163,7 +163,6 @@ class MixDiTTop(wiring.Component):
         wiring.connect(m, wiring.flipped(self.cfg), reo.cfg)
 
         # --- layer command: the GEMM goes to the array, the entry waits for the controller -----
-        ccfg = cfg.reorder
         active = Signal()
         gemm_pending = Signal()
         conv_pending = Signal()

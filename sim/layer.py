@@ -159,7 +159,8 @@ def load_source(checkpoint: "str | None", activations: "str | None", block: int,
             raise UsageError(f"{activations!r} is not a capture (no meta/timesteps, meta/blocks)")
         blocks = [int(b) for b in acts["meta/blocks"]]
         steps = [int(t) for t in acts["meta/timesteps"]]
-        origin = str(activations)
+        origin = os.path.relpath(activations) if not os.path.relpath(activations).startswith(
+            "..") else str(activations)
     else:
         blocks = list(range(depth))
         steps = ddim_timesteps(25)
@@ -464,7 +465,10 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
     elif convert:
         head_dim = params.weights["attn.qkv"].shape[1] // params.num_heads
         cons = consumer_plan(layer.kind, plans, next_plans, head_dim)
-        if cons is None:
+        if cons is None and layer.block + 1 >= len(src.model.blocks):
+            report["next_layer"] = {"skipped": "the last block's fc2 feeds the final layer, which "
+                                               "runs on the host"}
+        elif cons is None:
             report["next_layer"] = {"skipped": f"its consumer, blocks.{layer.block + 1}.attn.qkv, "
                                                "has no activations to calibrate on"}
         else:

@@ -47,9 +47,11 @@ def simulate(tmp_path, capsys, *args) -> tuple[int, dict, str, str]:
 @needs_icarus
 @pytest.mark.parametrize("kind", LINEAR_KINDS)
 def test_linear_layer_icarus_4x4(tmp_path, capsys, kind):
+    vcd = tmp_path / "waves.vcd"
     rc, rep, out, err = simulate(tmp_path, capsys, *FIXTURE, "--layer", f"blocks.5.{kind}",
-                                 *SMALL, "--out-channels", "16")
+                                 *SMALL, "--out-channels", "16", "--vcd", str(vcd))
     assert rc == 0, err
+    assert vcd.stat().st_size > 0
     assert rep["results_checked"] == 4 * 16 and rep["gemms"] == 1
     assert rep["cycles"] == rep["model_cycles"] > 0
     assert 0 < rep["utilization"] <= 1
