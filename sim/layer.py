@@ -433,7 +433,7 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
         others = {s: Executor(s, plans, rounding, Runner(keep=True)) for s in schemes[1:]}
         outs = {s: e.attention(str(layer), q, k, v) for s, e in others.items()}
         flat = out.reshape(-1, out.shape[-1])
-        shape = f"{q.shape[0]} images x {q.shape[1]} heads, QK^T {q.shape[2]}x{q.shape[3]}x" \
+        shape = f"{q.shape[0]} image{'s' if q.shape[0] != 1 else ''} x {q.shape[1]} heads, QK^T {q.shape[2]}x{q.shape[3]}x" \
                 f"{k.shape[2]} and PV {q.shape[2]}x{k.shape[2]}x{v.shape[3]} per head"
     else:
         x = src.acts[key(layer.kind)]

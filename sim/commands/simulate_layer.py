@@ -58,7 +58,8 @@ def register(sub, formatter_class) -> None:
                         "the next-layer groups)")
     p.add_argument("--no-convert", action="store_true",
                    help="skip the reorder/convert stage (next-layer groups)")
-    p.add_argument("--vcd", metavar="F.vcd", help="dump the waves of the first GEMM")
+    p.add_argument("--vcd", metavar="F.vcd", help="dump the waves of the first GEMM (Verilator: a separate traced build of the "
+                        "harness, minutes the first time)")
     p.add_argument("--json", metavar="F.json", help="also write the report as JSON")
     p.set_defaults(func=run)
 
