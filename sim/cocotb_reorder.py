@@ -17,7 +17,7 @@ from cocotb.triggers import FallingEdge, Timer
 from golden.formats import GROUP_SIZE, MX9
 from golden.synthetic import outlier_activations
 from hw.reorder import ReorderConfig, group_cycles
-from sim.drivers import always, bursts, coin
+from sim.drivers import always, bursts, coin, collect
 from sim.mx_stimulus import (
     adversarial_order, calibrated_plan, golden_reorder, pack_fields, random_order,
 )
@@ -98,28 +98,6 @@ class ReorderTB:
                 break
         dut.cmd__valid.value = 0
 
-    async def sink(self, count: int, ready: Iterator[bool]) -> tuple[list[int], int]:
-        """Collect ``count`` groups under back-pressure; return them and the cycles taken."""
-        dut = self.dut
-        words, cycles = [], 0
-        while len(words) < count:
-            r = next(ready)
-            dut.o__ready.value = int(r)
-            await Timer(1, unit="ps")
-            if r and dut.o__valid.value == 1:
-                v = dut.o__payload.value
-                assert v.is_resolvable, f"X in the output word: {v}"
-                words.append(v.to_unsigned())
-            await FallingEdge(dut.clk)
-            cycles += 1
-            assert cycles < 40 * count + 100, "controller stopped making progress"
-        dut.o__ready.value = 1
-        for _ in range(4):
-            await Timer(1, unit="ps")
-            assert dut.o__valid.value == 0, "controller emitted an extra group"
-            await FallingEdge(dut.clk)
-        return words, cycles
-
     async def layer(self, acts: np.ndarray, order: np.ndarray, mx9: np.ndarray, entry: int,
                     ready: Iterator[bool], next_table=None) -> int:
         """Run one layer whose table entry is loaded, optionally loading ``next_table``
@@ -129,7 +107,8 @@ class ReorderTB:
         await self.write_acts(acts)
         await self.command(entry, groups, tokens)
         loader = cocotb.start_soon(self.load_table(*next_table)) if next_table else None
-        words, cycles = await self.sink(tokens * groups, ready)
+        words, cycles = await collect(self.dut, tokens * groups, ready, what="controller",
+                                      limit=40 * tokens * groups + 100)
         if loader is not None:
             await loader
         want = golden_reorder(acts, order, mx9, self.config.rounding)

@@ -43,3 +43,41 @@ def bursts(on: int, off: int) -> Pattern:
             yield from [True] * on
             yield from [False] * off
     return gen
+
+
+async def collect(dut, count: int, ready: Iterator[bool], *, what: str,
+                  limit: int) -> tuple[list[int], int]:
+    """Take ``count`` words from the DUT's ``o`` stream, driving ``o__ready`` from ``ready``.
+
+    Signals change just after a falling edge; a word counts when ``o__valid`` and ``o__ready``
+    are both high there, the handshake the next rising edge completes. An X in a taken word,
+    more than ``limit`` cycles, or a word offered in the 4 cycles after the last one (with
+    ``o__ready`` high: nothing may be duplicated) fails the test naming ``what``.
+
+    Returns
+    -------
+    (list of int, int)
+        The words as unsigned integers, and the cycles taken.
+    """
+    from cocotb.triggers import FallingEdge, Timer
+
+    words: list[int] = []
+    cycles = 0
+    while len(words) < count:
+        r = next(ready)
+        dut.o__ready.value = int(r)
+        await Timer(1, unit="ps")
+        if r and dut.o__valid.value == 1:
+            v = dut.o__payload.value
+            assert v.is_resolvable, f"X in the output word of the {what}: {v}"
+            words.append(v.to_unsigned())
+        await FallingEdge(dut.clk)
+        cycles += 1
+        assert cycles < limit, f"{what} stopped making progress"
+    dut.o__ready.value = 1
+    for _ in range(4):
+        await Timer(1, unit="ps")
+        assert dut.o__valid.value == 0, f"{what} emitted an extra word"
+        await FallingEdge(dut.clk)
+    dut.o__ready.value = 0
+    return words, cycles
