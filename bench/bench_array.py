@@ -2,7 +2,7 @@
 
 Prints, for the default 16 x 16 array:
 - utilization of DiT-XL/2's GEMMs under the exact cycle model (hw/cycles.py, checked against the
-  RTL by the tests) beside DESIGN §3's no-overlap anchor ``c*Kg + R + C - 2`` per tile;
+  RTL by the tests) beside spec §3's no-overlap anchor ``c*Kg + R + C - 2`` per tile;
 - simulation speed in array cycles per second: the fast harness under Verilator and Icarus, and
   the cocotb testbench (Icarus);
 - wall time of the whole DiT-XL/2 QKV projection (256 x 1152 times 3456 x 1152, 5% of A's groups

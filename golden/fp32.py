@@ -1,4 +1,4 @@
-"""FP32 arithmetic of the accumulators (DESIGN §1.3).
+"""FP32 arithmetic of the accumulators (spec §1.3).
 
 IEEE-754 binary32 with round-to-nearest-even, except that a subnormal *result* is flushed to zero
 with its sign kept (FTZ after rounding). Inf and NaN follow IEEE; every NaN leaves as the canonical
@@ -33,7 +33,7 @@ def from_bits(bits: np.ndarray) -> np.ndarray:
 
 
 def flush(x: np.ndarray) -> np.ndarray:
-    """Flush subnormals to signed zero and make every NaN canonical (DESIGN §1.3).
+    """Flush subnormals to signed zero and make every NaN canonical (spec §1.3).
 
     Parameters
     ----------
@@ -54,7 +54,7 @@ def flush(x: np.ndarray) -> np.ndarray:
 
 
 def fp32_add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a + b`` as the accumulator adds (DESIGN §1.3).
+    """``a + b`` as the accumulator adds (spec §1.3).
 
     One IEEE binary32 addition rounded to nearest even (subnormal operands are honoured as IEEE
     defines them), then a subnormal result is flushed to zero with its sign kept and a NaN result
@@ -76,7 +76,7 @@ def fp32_add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def scale_exact(s: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """``s * 2**e`` rounded to FP32 as the PE converts a group sum (DESIGN §2.1).
+    """``s * 2**e`` rounded to FP32 as the PE converts a group sum (spec §2.1).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The PE's arithmetic: MX group dot products and the MX GEMM (DESIGN §2.1, §1.3).
+"""The PE's arithmetic: MX group dot products and the MX GEMM (spec §2.1, §1.3).
 
 For one pair of groups the PE forms an exact integer
 
@@ -24,7 +24,7 @@ def signed_operand(t: MXTensor) -> np.ndarray:
     """Each element as the signed integer ``(-1)^s * q * 2^(1 - mu)``, float32 ``[..., G, 16]``.
 
     The product of an A and a B operand is then ``(-1)^(sa xor sb) qa qb 2^(2 - mua - mub)``,
-    one term of S (DESIGN §2.1). Magnitudes are at most 254, exact in float32.
+    one term of S (spec §2.1). Magnitudes are at most 254, exact in float32.
     """
     mu = np.repeat(t.micro, SUBGROUP_SIZE, axis=-1).astype(np.float32)
     mag = t.mant.astype(np.float32) * (2.0 - mu)
@@ -33,7 +33,7 @@ def signed_operand(t: MXTensor) -> np.ndarray:
 
 def group_exponents(a: MXTensor, w: MXTensor, g: int) -> np.ndarray:
     """Power of two of group ``g``'s product, ``Ea + Eb - 254 - (ma-1) - (mb-1) - 2``, int32
-    ``[M, N]`` (DESIGN §2.1)."""
+    ``[M, N]`` (spec §2.1)."""
     ma = int(a.mant_bits[g])
     mb = int(w.mant_bits[g])
     return (a.exp[:, g].astype(np.int32)[:, None] + w.exp[:, g].astype(np.int32)[None, :]
@@ -49,7 +49,7 @@ def _check_operands(a: MXTensor, w: MXTensor) -> None:
 
 
 def group_sums(a: MXTensor, w: MXTensor) -> np.ndarray:
-    """Every exact integer group sum S, float32 ``[G, M, N]`` (DESIGN §2.1).
+    """Every exact integer group sum S, float32 ``[G, M, N]`` (spec §2.1).
 
     Meant for tests and small GEMMs; :func:`mx_matmul` never holds all groups at once.
     """
@@ -60,7 +60,7 @@ def group_sums(a: MXTensor, w: MXTensor) -> np.ndarray:
 
 
 def mx_matmul(a: MXTensor, w: MXTensor) -> np.ndarray:
-    """The MX GEMM ``a @ w.T`` as the accelerator computes it, bit for bit (DESIGN §2.1, §1.3).
+    """The MX GEMM ``a @ w.T`` as the accelerator computes it, bit for bit (spec §2.1, §1.3).
 
     Parameters
     ----------
@@ -88,7 +88,7 @@ def mx_matmul(a: MXTensor, w: MXTensor) -> np.ndarray:
     nan_w = w.nan_groups
     acc = np.zeros((a.shape[0], w.shape[0]), dtype=np.float32)
     for g in range(a.groups):
-        # Exact: every partial sum is an integer below 2^21 < 2^24 (DESIGN §2.1).
+        # Exact: every partial sum is an integer below 2^21 < 2^24 (spec §2.1).
         s = sa[g] @ sw[g].T
         p = scale_exact(s, group_exponents(a, w, g))
         if nan_a[:, g].any() or nan_w[:, g].any():

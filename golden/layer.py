@@ -1,4 +1,4 @@
-"""A DiT layer or whole block as the accelerator runs it, with a pluggable GEMM (DESIGN §4, §6).
+"""A DiT layer or whole block as the accelerator runs it, with a pluggable GEMM (spec §4, §6).
 
 Every GEMM of a block (the four linear layers ``attn.qkv``, ``attn.proj``, ``mlp.fc1``,
 ``mlp.fc2``, and per head QK^T and softmax(.)V) goes through one callable, the *backend*,
@@ -7,11 +7,11 @@ Every GEMM of a block (the four linear layers ``attn.qkv``, ``attn.proj``, ``mlp
 
 :func:`golden_backend` is the bit-exact golden model (:func:`golden.gemm.mx_matmul`); the RTL
 backend of :mod:`sim.layer` runs the same operands on the array's Verilog. Everything else is host
-FP32 NumPy shared by both runs (DESIGN §4: layer norm, adaLN modulation, softmax, GELU, residual
+FP32 NumPy shared by both runs (spec §4: layer norm, adaLN modulation, softmax, GELU, residual
 adds, and the ``nn.Linear`` biases, which are added in FP32 after the GEMM), so a block whose GEMMs
 agree bit for bit gives the same output bit for bit.
 
-The MixDiT plan of a layer at a timestep (channel order and MX6/MX9 map of A, DESIGN §4; head
+The MixDiT plan of a layer at a timestep (channel order and MX6/MX9 map of A, spec §4; head
 formats of attention) is calibrated on the FP32 activations captured for that layer and timestep,
 then applied to whatever activations reach the layer (in a block run, the quantized run's own).
 
@@ -52,7 +52,7 @@ Backend = Callable[[MXTensor, MXTensor], "tuple[np.ndarray, dict]"]
 
 
 def golden_backend(a: MXTensor, w: MXTensor) -> tuple[np.ndarray, dict]:
-    """The golden GEMM (DESIGN §2.1, §1.3) in the backend signature; ``info`` is empty."""
+    """The golden GEMM (spec §2.1, §1.3) in the backend signature; ``info`` is empty."""
     return mx_matmul(a, w), {}
 
 
@@ -144,7 +144,7 @@ def block_params(model, block: int) -> BlockParams:
 
 @dataclass(frozen=True)
 class BlockPlans:
-    """The MixDiT plans of one block at one timestep (DESIGN §4): one per linear layer and the
+    """The MixDiT plans of one block at one timestep (spec §4): one per linear layer and the
     per-head formats of attention."""
 
     linear: dict[str, LinearPlan]
@@ -215,7 +215,7 @@ def _fp32_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Executor:
-    """Runs linear layers and attention under one scheme (DESIGN §4), GEMMs through ``runner``.
+    """Runs linear layers and attention under one scheme (spec §4), GEMMs through ``runner``.
 
     Parameters
     ----------
@@ -259,7 +259,7 @@ class Executor:
         """Multi-head attention of ``q, k, v`` ``[B, H, N, d]`` -> ``[B, N, H * d]``.
 
         Per image and head: ``S = Q K^T`` and ``O = P V`` on the backend with both operands in
-        the head's format (V enters as ``V^T``, grouped along tokens, DESIGN §1.1), the scaling
+        the head's format (V enters as ``V^T``, grouped along tokens, spec §1.1), the scaling
         by ``1/sqrt(d)`` and the softmax on the host in FP32 (as :func:`golden.mixdit.attention_head`).
         """
         bsz, heads, tokens, d = q.shape
@@ -294,7 +294,7 @@ def run_block(x: np.ndarray, c: np.ndarray, params: BlockParams, ex: Executor,
     """One DiT block (adaLN-Zero) on ``x`` ``[B, N, hidden]`` with conditioning ``c`` ``[B, hidden]``.
 
     The six GEMMs of the block go through ``ex``; adaLN modulation (``SiLU``, its linear layer, in
-    FP32), layer norms, softmax, GELU, biases, gates and residual adds are host FP32 (DESIGN §4).
+    FP32), layer norms, softmax, GELU, biases, gates and residual adds are host FP32 (spec §4).
     """
     x = np.asarray(x, dtype=np.float32)
     bsz, tokens, hidden = x.shape

@@ -1,4 +1,4 @@
-"""The MixDiT mixed-precision MX scheme (DESIGN §4; paper §III-A).
+"""The MixDiT mixed-precision MX scheme (spec §4; paper §III-A).
 
 Linear layers: channels are sorted by ascending mean |x| over calibration activations, so the
 outlier channels sit at the end of K; the last ``ceil(p1 * K / 16)`` groups of A are MX9, the rest
@@ -54,7 +54,7 @@ def channel_order(mean_abs: np.ndarray) -> np.ndarray:
 
 
 def mx9_group_count(k: int, p1: float) -> int:
-    """``ceil(p1 * K / 16)``, the number of MX9 groups of A (DESIGN §4), at most ``ceil(K/16)``."""
+    """``ceil(p1 * K / 16)``, the number of MX9 groups of A (spec §4), at most ``ceil(K/16)``."""
     p1 = _check_fraction(p1, "p1")
     groups = -(-k // GROUP_SIZE)
     # Round away float noise first (0.2 * 80 / 16 is 1.0000000000000002 in binary).
@@ -70,7 +70,7 @@ def linear_formats(k: int, p1: float) -> list[str]:
 
 @dataclass(frozen=True)
 class LinearPlan:
-    """What the reordering table holds for one linear layer at one timestep (DESIGN §4, §5).
+    """What the reordering table holds for one linear layer at one timestep (spec §4, §5).
 
     Attributes
     ----------
@@ -96,7 +96,7 @@ def plan_linear(calib_acts: np.ndarray, p1: float) -> LinearPlan:
 
 def quantize_linear(x: np.ndarray, w: np.ndarray, plan: LinearPlan,
                     rounding: str = "trunc") -> tuple[MXTensor, MXTensor]:
-    """Reorder and quantize a linear layer's operands: A mixed MX6/MX9, W in MX6 (DESIGN §4).
+    """Reorder and quantize a linear layer's operands: A mixed MX6/MX9, W in MX6 (spec §4).
 
     Parameters
     ----------
@@ -152,7 +152,7 @@ def head_formats(scores: np.ndarray, p2: float) -> list[str]:
 
 
 def softmax(s: np.ndarray) -> np.ndarray:
-    """Row softmax in float32 on the host (DESIGN §4: outside the accelerator), deterministic."""
+    """Row softmax in float32 on the host (spec §4: outside the accelerator), deterministic."""
     s = np.asarray(s, dtype=np.float32)
     e = np.exp(s - s.max(axis=-1, keepdims=True), dtype=np.float32)
     return (e / e.sum(axis=-1, keepdims=True, dtype=np.float32)).astype(np.float32)
@@ -160,7 +160,7 @@ def softmax(s: np.ndarray) -> np.ndarray:
 
 def attention_head(q: np.ndarray, k: np.ndarray, v: np.ndarray, fmt: str,
                    rounding: str = "trunc", matmul=mx_matmul) -> np.ndarray:
-    """One head of attention with both GEMMs in ``fmt`` (DESIGN §4), float32 ``[T, D]``.
+    """One head of attention with both GEMMs in ``fmt`` (spec §4), float32 ``[T, D]``.
 
     ``softmax(q k^T / sqrt(D)) v``: QK^T and P V on the accelerator (``matmul``, the golden MX
     GEMM by default; operands ``[M, K]`` and ``[N, K]`` as in :func:`golden.gemm.mx_matmul`), the

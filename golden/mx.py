@@ -1,9 +1,9 @@
-"""MX quantization, dequantization and packing (DESIGN §1.1, §1.2).
+"""MX quantization, dequantization and packing (spec §1.1, §1.2).
 
 Everything is vectorised over whole tensors: a tensor is grouped along its last axis into groups
 of 16 (zero-padded to a multiple of 16), and every group is quantized at once. Formats are per
 group along the last axis (the K axis of a GEMM), shared by all leading indices, which is what the
-MixDiT scheme needs (DESIGN §4): a token's groups may differ in precision, but the same K group has
+MixDiT scheme needs (spec §4): a token's groups may differ in precision, but the same K group has
 the same precision in every token.
 
 Examples
@@ -13,7 +13,7 @@ Examples
 >>> t = mx.quantize(np.linspace(-1, 1, 32, dtype=np.float32), "mx6")
 >>> t.exp.shape, t.mant.shape, t.formats
 ((2,), (2, 16), ('mx6', 'mx6'))
->>> words = mx.pack(t)            # one Python int per group, DESIGN §1.2
+>>> words = mx.pack(t)            # one Python int per group, spec §1.2
 >>> mx.unpack(words, t.formats) == t
 True
 """
@@ -34,7 +34,7 @@ __all__ = [
     "write_memh", "read_memh", "words_to_bytes", "bytes_to_words",
 ]
 
-#: Rounding modes of :func:`quantize` (DESIGN §1.1).
+#: Rounding modes of :func:`quantize` (spec §1.1).
 ROUNDINGS = ("trunc", "rne")
 
 _MANT_BITS_BY_CODE = np.zeros(256, dtype=np.int32)
@@ -44,7 +44,7 @@ for _name in ("mx6", "mx9", "mx4"):
 
 @dataclass(eq=False)
 class MXTensor:
-    """A tensor in MX block format, grouped along its last axis (DESIGN §1.1).
+    """A tensor in MX block format, grouped along its last axis (spec §1.1).
 
     Attributes
     ----------
@@ -116,7 +116,7 @@ class MXTensor:
                 - (self.mant_bits[:, None] - 1))
 
     def dequantize(self) -> np.ndarray:
-        """The values the groups represent, float32 ``[..., length]`` (exact; DESIGN §1.1).
+        """The values the groups represent, float32 ``[..., length]`` (exact; spec §1.1).
 
         A NaN group decodes to NaN in every lane; a zero magnitude keeps its sign (-0.0).
         """
@@ -133,12 +133,12 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
         raise TypeError(f"MX quantization needs floating-point data, not {x.dtype}")
     if x.ndim == 0:
         raise ValueError("MX quantization needs at least one axis to group along")
-    # Wider floats are first rounded to FP32, the hardware's input format (DESIGN §1.1).
+    # Wider floats are first rounded to FP32, the hardware's input format (spec §1.1).
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _pad_groups(x: np.ndarray) -> np.ndarray:
-    """Zero-pad the last axis to a multiple of 16 (DESIGN §1.1) and split it into groups."""
+    """Zero-pad the last axis to a multiple of 16 (spec §1.1) and split it into groups."""
     k = x.shape[-1]
     g = -(-k // GROUP_SIZE)
     if g * GROUP_SIZE != k:
@@ -149,7 +149,7 @@ def _pad_groups(x: np.ndarray) -> np.ndarray:
 
 def quantize(x: np.ndarray, fmt: "str | MXFormat | Sequence[str]",
              rounding: str = "trunc") -> MXTensor:
-    """Quantize ``x`` into MX groups along its last axis (DESIGN §1.1).
+    """Quantize ``x`` into MX groups along its last axis (spec §1.1).
 
     Parameters
     ----------
@@ -214,7 +214,7 @@ def quantize(x: np.ndarray, fmt: "str | MXFormat | Sequence[str]",
     sign = (u.view(np.uint8)[..., 3::4] >> 7).reshape(lead + (GROUP_SIZE,))
     mant = q.astype(np.uint8).reshape(lead + (GROUP_SIZE,))
     if nan_group.any():
-        # A NaN group: E = 255, mu = 0, s = 0, q = 0 (DESIGN §1.1).
+        # A NaN group: E = 255, mu = 0, s = 0, q = 0 (spec §1.1).
         micro[nan_group] = 0
         sign[nan_group] = 0
         mant[nan_group] = 0
@@ -222,7 +222,7 @@ def quantize(x: np.ndarray, fmt: "str | MXFormat | Sequence[str]",
 
 
 def mx9_to_mx6(t: MXTensor) -> MXTensor:
-    """The cheap MX9 -> MX6 path: keep E, mu and signs, ``q6 = q9 >> 3`` (DESIGN §1.1).
+    """The cheap MX9 -> MX6 path: keep E, mu and signs, ``q6 = q9 >> 3`` (spec §1.1).
 
     Under truncation this equals quantizing the original values to MX6 directly. Groups that are
     not MX9 pass through unchanged.
@@ -239,7 +239,7 @@ def _group_nbytes(t: MXTensor) -> int:
 
 
 def pack_bytes(t: MXTensor, width: "int | None" = None) -> np.ndarray:
-    """Packed group words as little-endian bytes, uint8 ``[..., G, width // 8]`` (DESIGN §1.2).
+    """Packed group words as little-endian bytes, uint8 ``[..., G, width // 8]`` (spec §1.2).
 
     Parameters
     ----------
@@ -292,13 +292,13 @@ def words_to_bytes(words: "np.ndarray | Iterable[int]", nbytes: int) -> np.ndarr
 
 
 def pack(t: MXTensor) -> np.ndarray:
-    """Packed group words (DESIGN §1.2): an object array of Python ints, shape ``[..., G]``."""
+    """Packed group words (spec §1.2): an object array of Python ints, shape ``[..., G]``."""
     return bytes_to_words(pack_bytes(t))
 
 
 def unpack(words: "np.ndarray | Sequence", fmt: "str | MXFormat | Sequence[str]",
            length: "int | None" = None) -> MXTensor:
-    """Fields of packed group words, the inverse of :func:`pack` (DESIGN §1.2).
+    """Fields of packed group words, the inverse of :func:`pack` (spec §1.2).
 
     Parameters
     ----------

@@ -1,1 +1,1 @@
-"""Amaranth HDL description of the MixDiT accelerator (DESIGN §2, §3, §5)."""
+"""Amaranth HDL description of the MixDiT accelerator (spec §2, §3, §5)."""

@@ -1,4 +1,4 @@
-"""The output-stationary PE grid (DESIGN §3; Gemmini's ``Mesh``, here without pipeline registers
+"""The output-stationary PE grid (spec §3; Gemmini's ``Mesh``, here without pipeline registers
 between PEs beyond the PEs' own operand registers).
 
 Row r of A enters PE (r, 0) at the left and moves right one PE per cycle; column c of W (a row
@@ -66,7 +66,7 @@ def _pe_instance(m: Module, name: str, module: str, a_src, b_src, result):
 
 
 class Mesh(wiring.Component):
-    """R x C PEs, A flowing right and W flowing down (DESIGN §3).
+    """R x C PEs, A flowing right and W flowing down (spec §3).
 
     Parameters
     ----------
@@ -122,7 +122,7 @@ class Mesh(wiring.Component):
 
 
 class SkewedMesh(wiring.Component):
-    """The mesh with its input skew (Gemmini's ``MeshWithDelays``, DESIGN §3).
+    """The mesh with its input skew (Gemmini's ``MeshWithDelays``, spec §3).
 
     The operands of one K step, valid together on ``a_i``/``b_i`` in cycle t, meet in PE (r, c)
     in cycle ``t + r + c``; a last step's result is valid at PE (r, c) in cycle

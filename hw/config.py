@@ -1,4 +1,4 @@
-"""Every parameter of the systolic array and its tile sequencer, in one frozen object (DESIGN §3).
+"""Every parameter of the systolic array and its tile sequencer, in one frozen object (spec §3).
 
 Variants are copies with fields changed (``dataclasses.replace(ArrayConfig(), rows=4, cols=4)``),
 as Gemmini's config does. Derived sizes (counter widths, the output buffer depth, the shortest tile
@@ -18,7 +18,7 @@ __all__ = ["ArrayConfig", "DEFAULT"]
 # issue register (1) and the PE's RESULT_LATENCY (5); see hw/sequencer.py. Used to size the output
 # buffer so that it never throttles an unstalled GEMM.
 _CAPTURE_SLACK = 6
-# The longest cycles_per_group (MX9 x MX9, DESIGN §2.2).
+# The longest cycles_per_group (MX9 x MX9, spec §2.2).
 _MAX_CPG = 16
 
 
@@ -30,7 +30,7 @@ def _positive_int(value, what: str) -> int:
 
 @dataclass(frozen=True)
 class ArrayConfig:
-    """Parameters of the output-stationary array and its tile sequencer (DESIGN §3).
+    """Parameters of the output-stationary array and its tile sequencer (spec §3).
 
     Parameters
     ----------
@@ -95,7 +95,7 @@ class ArrayConfig:
         """P_min = max(R, C): the fewest cycles between the last K steps of two tiles.
 
         Results of a tile land one row per cycle (R cycles) and must be captured before the next
-        tile overwrites the first column, C cycles later at the earliest (DESIGN §3).
+        tile overwrites the first column, C cycles later at the earliest (spec §3).
         """
         return max(self.rows, self.cols)
 
@@ -110,5 +110,5 @@ class ArrayConfig:
         return self.rows * (in_flight + 2)
 
 
-#: The default 16 x 16 array (DESIGN §3).
+#: The default 16 x 16 array (spec §3).
 DEFAULT = ArrayConfig()

@@ -1,7 +1,7 @@
-"""Exact cycle count of a GEMM on the array (DESIGN §3), as the RTL of :mod:`hw.sequencer` runs it.
+"""Exact cycle count of a GEMM on the array (spec §3), as the RTL of :mod:`hw.sequencer` runs it.
 
 For an M x K x N GEMM with Kg = ceil(K / 16) groups, per-group cycles c_k =
-``cycles_per_group(fmt_a[k], fmt_w[k])`` (DESIGN §2.2), ``S = sum_k c_k`` (one tile's compute),
+``cycles_per_group(fmt_a[k], fmt_w[k])`` (spec §2.2), ``S = sum_k c_k`` (one tile's compute),
 ``c_L = c_{Kg-1}``, ``T = ceil(M/R) * ceil(N/C)`` tiles, ``P = max(S, P_min)`` with
 ``P_min = max(R, C)`` (:attr:`hw.config.ArrayConfig.min_tile_period`) and ``rows_L = M - R *
 (ceil(M/R) - 1)`` rows in the last tile row, with operands always valid and the output always
@@ -16,7 +16,7 @@ Term by term: 1 cycle from the command to the first K step, ``S - c_L`` to the l
 multiply steps, the issue register (1), the skew and the mesh to column C-1 (``C - 1``), the PE's
 RESULT_LATENCY (5), ``rows_L - 1`` cycles for the rows of that tile to land, the output buffer
 (2), and 1 for counting both ends. With ``S >= P_min`` that is ``T * S + C + rows_L + 8``, i.e.
-DESIGN §3's target ``ceil(M/R) * ceil(N/C) * cbar * Kg + R + C + 8``: fill and drain are paid
+spec §3's target ``ceil(M/R) * ceil(N/C) * cbar * Kg + R + C + 8``: fill and drain are paid
 once per GEMM. The design without overlap that DaCapo and SCALE-Sim count is
 ``T * (S + R + C - 2)`` (:func:`no_overlap_cycles`).
 """
@@ -50,7 +50,7 @@ def _check_dims(m: int, k: int, n: int) -> int:
 
 
 def group_cycles(k: int, a_fmts, w_fmts, config: ArrayConfig = ArrayConfig()) -> list[int]:
-    """Cycles of each K group, ``[c_0 .. c_{Kg-1}]`` (DESIGN §2.2).
+    """Cycles of each K group, ``[c_0 .. c_{Kg-1}]`` (spec §2.2).
 
     Parameters
     ----------
@@ -102,7 +102,7 @@ def gemm_cycles(m: int, k: int, n: int, a_fmts="mx6", w_fmts="mx6",
 def no_overlap_cycles(m: int, k: int, n: int, a_fmts="mx6", w_fmts="mx6",
                       config: ArrayConfig = ArrayConfig()) -> int:
     """The anchor without overlapped drain, ``T * (S + R + C - 2)`` (SCALE-Sim's
-    output-stationary count, as DaCapo uses it; DESIGN §3)."""
+    output-stationary count, as DaCapo uses it; spec §3)."""
     _check_dims(m, k, n)
     s = tile_cycles(k, a_fmts, w_fmts, config)
     return tiles(m, n, config) * (s + config.rows + config.cols - 2)

@@ -1,4 +1,4 @@
-"""FP32 adder of the accumulators (DESIGN §1.3).
+"""FP32 adder of the accumulators (spec §1.3).
 
 IEEE-754 binary32 addition rounded to nearest even. Subnormal *operands* are honoured as IEEE
 defines them; a subnormal *result* is flushed to zero with its sign kept. Inf and NaN follow IEEE
@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros"]
 
-#: The one NaN an accumulator produces (DESIGN §1.3).
+#: The one NaN an accumulator produces (spec §1.3).
 CANONICAL_NAN = 0x7FC00000
 _FRAME = 27  # 24 significand bits + guard, round, sticky
 
@@ -49,7 +49,7 @@ def leading_zeros(m: Module, value, name: str) -> Signal:
 
 
 class FP32Add(wiring.Component):
-    """``o = a + b`` in binary32 per DESIGN §1.3, optionally pipelined.
+    """``o = a + b`` in binary32 per spec §1.3, optionally pipelined.
 
     Parameters
     ----------
@@ -179,7 +179,7 @@ class FP32Add(wiring.Component):
         with m.Elif(exp_r >= 255):
             m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
         with m.Elif(exp_r <= 0):
-            m.d.comb += result.eq(Cat(Const(0, 31), sign))  # FTZ, sign kept (DESIGN §1.3)
+            m.d.comb += result.eq(Cat(Const(0, 31), sign))  # FTZ, sign kept (spec §1.3)
         with m.Else():
             m.d.comb += result.eq(Cat(frac_r, exp_r[0:8], sign))
 

@@ -1,4 +1,4 @@
-"""Data layouts shared by every block: the packed MX group word (DESIGN §1.2).
+"""Data layouts shared by every block: the packed MX group word (spec §1.2).
 
 The field positions come from :func:`golden.formats.group_fields`, the same definition the golden
 packer uses, so the RTL, the golden model and the testbenches cannot drift apart;
@@ -16,7 +16,7 @@ __all__ = ["group_layout", "element_layout", "GroupUnion", "TaggedGroup", "check
 
 
 def element_layout(fmt: "str | MXFormat") -> data.StructLayout:
-    """One element: ``mant`` (m bits, LSB first) then ``sign`` (DESIGN §1.2)."""
+    """One element: ``mant`` (m bits, LSB first) then ``sign`` (spec §1.2)."""
     f = format_of(fmt)
     return data.StructLayout({"mant": unsigned(f.mant_bits), "sign": unsigned(1)})
 

@@ -1,4 +1,4 @@
-"""The MX converter: 16 FP32 lanes into one packed MX6 or MX9 group (DESIGN §1.1, §1.2, §5).
+"""The MX converter: 16 FP32 lanes into one packed MX6 or MX9 group (spec §1.1, §1.2, §5).
 
 Two blocks live here:
 
@@ -6,7 +6,7 @@ Two blocks live here:
   per-group precision tag per cycle and emits one :data:`hw.layouts.TaggedGroup` per cycle, two
   cycles later (a two-stage pipeline that stalls stage by stage under back-pressure).
 * :class:`MX9ToMX6`, the cheap path: under truncation an MX6 group is the exact bit slice
-  ``q6 = q9 >> 3`` of the MX9 group with the same ``E`` and ``mu`` (DESIGN §1.1), so it is pure
+  ``q6 = q9 >> 3`` of the MX9 group with the same ``E`` and ``mu`` (spec §1.1), so it is pure
   wiring plus a multiplexer.
 
 Both use :mod:`amaranth.lib.stream` (valid/ready) and the group layouts of :mod:`hw.layouts`, the
@@ -46,19 +46,19 @@ _D_BITS = _D_MAX.bit_length()
 
 
 class MXConverter(wiring.Component):
-    """Quantize one group of 16 FP32 values to MX6 or MX9 per cycle (DESIGN §1.1, §5).
+    """Quantize one group of 16 FP32 values to MX6 or MX9 per cycle (spec §1.1, §5).
 
     Stage 1 finds the shared exponent ``E`` (the largest exponent field), the NaN flag (any field
     of 255) and the eight microexponents (``mu_j = 1`` when both exponents of pair ``j`` are below
     ``E``). Stage 2 shifts each significand by ``E - mu - e_i``, truncates or rounds to nearest
-    even with saturation, and packs the word of DESIGN §1.2. Zero and subnormal inputs (exponent
+    even with saturation, and packs the word of spec §1.2. Zero and subnormal inputs (exponent
     field 0) are flushed to a zero magnitude; the sign bit is kept for every element, except that a
     NaN group is ``E = 255`` with every other field 0.
 
     Parameters
     ----------
     rounding : {"trunc", "rne"}
-        The rounding of every group; a build parameter (DESIGN §1.1).
+        The rounding of every group; a build parameter (spec §1.1).
 
     Attributes
     ----------
@@ -86,7 +86,7 @@ class MXConverter(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
 
-        # --- stage 1: exponents (DESIGN §1.1) -------------------------------------------------
+        # --- stage 1: exponents (spec §1.1) -------------------------------------------------
         lanes = self.i.payload.lanes
         exps = [lanes[k][_FRAC_BITS:_FRAC_BITS + EXP_BITS] for k in range(GROUP_SIZE)]
         pair_max = []
@@ -114,8 +114,8 @@ class MXConverter(wiring.Component):
         s1_micro = Signal(MICRO_COUNT)
         s1_nan = Signal()
 
-        # --- stage 2: shift, round, saturate, pack (DESIGN §1.1, §1.2) --------------------------
-        # The words are built as one concatenation in the field order of DESIGN §1.2 (and of
+        # --- stage 2: shift, round, saturate, pack (spec §1.1, §1.2) --------------------------
+        # The words are built as one concatenation in the field order of spec §1.2 (and of
         # hw.layouts.group_layout): a View signal assigned field by field becomes a Verilog reg
         # driven by many `always @*` blocks, which Icarus leaves at X until an input toggles.
         micro_out = Mux(s1_nan, 0, s1_micro)
@@ -174,7 +174,7 @@ class MXConverter(wiring.Component):
 class MX9ToMX6(wiring.Component):
     """The cheap MX9 -> MX6 path: ``q6 = q9 >> 3`` with the same ``E``, ``mu`` and signs.
 
-    Under truncation this is exactly the MX6 quantization of the original values (DESIGN §1.1).
+    Under truncation this is exactly the MX6 quantization of the original values (spec §1.1).
     MX9 groups are converted, MX6 groups pass through; the block is combinational (no latency)
     and passes ``ready`` straight through.
 
@@ -191,7 +191,7 @@ class MX9ToMX6(wiring.Component):
         m = Module()
         src = self.i.payload.word.mx9
         shift = MX9.mant_bits - MX6.mant_bits
-        # One concatenation in DESIGN §1.2 order (see MXConverter.elaborate for why not a View).
+        # One concatenation in spec §1.2 order (see MXConverter.elaborate for why not a View).
         w6 = Cat(src.exp, src.micro,
                  *[Cat(src.elem[k].mant[shift:], src.elem[k].sign) for k in range(GROUP_SIZE)])
         assert len(w6) == group_layout(MX6).size

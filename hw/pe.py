@@ -1,10 +1,10 @@
-"""The precision-flexible processing element (DESIGN §2).
+"""The precision-flexible processing element (spec §2).
 
-One PE of the output-stationary systolic array (DESIGN §3): it receives an A group (from the
+One PE of the output-stationary systolic array (spec §3): it receives an A group (from the
 left) and a B group (from the top) together, forwards both to its right/down neighbour one cycle
 later, computes their exact integer group sum S with four 4-bit x 4-bit unsigned multipliers,
 converts S exactly to FP32 and adds it into its FP32 accumulator, one add per group in increasing
-K order (DESIGN §2.1, §1.3).
+K order (spec §2.1, §1.3).
 
 Interface (valid/payload buses without ready: the array has no back-pressure)
 -----------------------------------------------------------------------------
@@ -34,7 +34,7 @@ Timing
 Let t be the cycle in which a group pair is valid on ``a_i``/``b_i`` and c = cycles_per_group.
 
 - cycles t+1 .. t+c: the multipliers run c steps on the registered operands;
-- cycle t+c+1: S is converted to FP32 (exact; DESIGN §2.1);
+- cycle t+c+1: S is converted to FP32 (exact; spec §2.1);
 - cycles t+c+2 .. t+c+3: the two-stage FP32 adder adds it into the accumulator;
 - for a group with ``last``: ``result.valid`` is high in cycle t + c + :data:`RESULT_LATENCY`
   (``RESULT_LATENCY`` = 5).
@@ -43,16 +43,16 @@ So for a dot product fed back to back from cycle t0 (groups k = 0..G-1 with c_k 
 ``result.valid`` rises in cycle ``t0 + sum(c_k) + 5``; the next dot product's first group may be
 valid at ``t0 + sum(c_k)``. An add is issued at most every 4 cycles and its sum is back in the
 accumulator 3 cycles later, so every add sees the previous group's sum: the result is the
-sequential FP32 accumulation of DESIGN §2.1 bit for bit, whatever the mix of modes.
+sequential FP32 accumulation of spec §2.1 bit for bit, whatever the mix of modes.
 
-Throughput per group pair (DESIGN §2.2): MX6 x MX6 4 cycles (each multiplier forms one 4x4
+Throughput per group pair (spec §2.2): MX6 x MX6 4 cycles (each multiplier forms one 4x4
 product: 4 products per cycle), MX9 x MX6 and MX6 x MX9 8 cycles (two multipliers per product:
 the MX9 magnitude, zero-extended to 8 bits, splits into two nibbles), MX9 x MX9 16 cycles (four
 multipliers per product, the four nibble cross products).
 
 The ``multiplier="8x8"`` variant replaces the four 4x4 multipliers by one 8x8 multiplier doing
 one product per cycle (16 cycles per group in every mode) and keeps everything else. It exists
-only as the area baseline of ``make bench``; it does not meet DESIGN §2.2.
+only as the area baseline of ``make bench``; it does not meet spec §2.2.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -80,18 +80,18 @@ ResultSignature = wiring.Signature({"valid": Out(1), "payload": Out(32)})
 #: ``result.valid`` rises this many cycles after the last group's multiply steps end, i.e. in cycle
 #: t + cycles_per_group + RESULT_LATENCY for operands valid in cycle t.
 RESULT_LATENCY = 5
-#: Cycles per group of each operand-format pair (A x B), DESIGN §2.2.
+#: Cycles per group of each operand-format pair (A x B), spec §2.2.
 MODES_CPG = {"mx6xmx6": 4, "mx9xmx6": 8, "mx6xmx9": 8, "mx9xmx9": 16}
 #: The multiplier organisations :class:`PE` can be built with.
 MULTIPLIERS = ("4x4", "8x8")
 
 _ADDER_STAGES = 2
-# |S| <= 16 * 127 * 127 * 4 < 2**21 (DESIGN §2.1): 22 bits signed.
+# |S| <= 16 * 127 * 127 * 4 < 2**21 (spec §2.1): 22 bits signed.
 _SUM_BITS = 22
 
 
 def cycles_per_group(fmt_a, fmt_b, multiplier: str = "4x4") -> int:
-    """Cycles the PE spends on one group pair (DESIGN §2.2).
+    """Cycles the PE spends on one group pair (spec §2.2).
 
     Parameters
     ----------
@@ -112,13 +112,13 @@ def cycles_per_group(fmt_a, fmt_b, multiplier: str = "4x4") -> int:
 
 
 class PE(wiring.Component):
-    """Precision-flexible MX processing element (DESIGN §2); see the module docstring for the
+    """Precision-flexible MX processing element (spec §2); see the module docstring for the
     ports, the timing and the latency.
 
     Parameters
     ----------
     multiplier : str
-        ``"4x4"``: four 4-bit x 4-bit multipliers shared by every mode (the design, DESIGN §2.2).
+        ``"4x4"``: four 4-bit x 4-bit multipliers shared by every mode (the design, spec §2.2).
         ``"8x8"``: one 8x8 multiplier, 16 cycles per group (the area baseline only).
     """
 
@@ -138,7 +138,7 @@ class PE(wiring.Component):
     @staticmethod
     def _operand_fields(m: Module, word, fmt, name: str):
         """Per-element magnitude (8 bits, MX6's 4 and MX9's 7 zero-extended), sign and
-        per-subgroup microexponent of a tagged group word (DESIGN §1.2)."""
+        per-subgroup microexponent of a tagged group word (spec §1.2)."""
         mags = []
         for i in range(GROUP_SIZE):
             mag = Signal(8, name=f"{name}_mag{i}")
@@ -150,7 +150,7 @@ class PE(wiring.Component):
         return mags, signs, micro
 
     def _mac_4x4(self, m: Module, step, a, b):
-        """The sum of this step's products, from four 4x4 multipliers (DESIGN §2.2)."""
+        """The sum of this step's products, from four 4x4 multipliers (spec §2.2)."""
         a_mag, a_sign, a_mu = self._operand_fields(m, a.word, a.fmt, "a")
         b_mag, b_sign, b_mu = self._operand_fields(m, b.word, b.fmt, "b")
         a9, b9 = a.fmt, b.fmt
@@ -175,7 +175,7 @@ class PE(wiring.Component):
             m.d.comb += [x.eq(Mux(a_hi, am[4:8], am[0:4])), y.eq(Mux(b_hi, bm[4:8], bm[0:4]))]
             prod = Signal(8, name=f"mul{k}_p")
             m.d.comb += prod.eq(x * y)
-            # Weight: nibble positions and 2^(2 - mu_a - mu_b) (DESIGN §2.1).
+            # Weight: nibble positions and 2^(2 - mu_a - mu_b) (spec §2.1).
             mu_a = Array(a_mu)[elem[1:4]]
             mu_b = Array(b_mu)[elem[1:4]]
             shift = Signal(4, name=f"mul{k}_sh")
@@ -205,7 +205,7 @@ class PE(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
 
-        # Operand registers, which are also the forwarding registers (DESIGN §3).
+        # Operand registers, which are also the forwarding registers (spec §3).
         for i_port, o_port in ((self.a_i, self.a_o), (self.b_i, self.b_o)):
             m.d.sync += o_port.valid.eq(i_port.valid)
             with m.If(i_port.valid):
@@ -226,7 +226,7 @@ class PE(wiring.Component):
         step_sum = Signal(signed(_SUM_BITS), name="step_sum")
         m.d.comb += step_sum.eq(Mux(step == 0, 0, acc_s) + sum(terms))
 
-        # Group-sum register feeding the conversion (DESIGN §2.1).
+        # Group-sum register feeding the conversion (spec §2.1).
         s_valid = Signal(name="s_valid")
         s_last = Signal(name="s_last")
         s_nan = Signal(name="s_nan")
@@ -255,7 +255,7 @@ class PE(wiring.Component):
 
         # Conversion of S to FP32: exact in the normal range; a value below 2^-126 is a subnormal
         # or an underflow, flushed to signed zero (S has at most 21 bits, so no RNE step can reach
-        # 2^-126 from below); overflow gives Inf (DESIGN §2.1).
+        # 2^-126 from below); overflow gives Inf (spec §2.1).
         mag = Signal(_SUM_BITS - 1, name="s_mag")
         m.d.comb += mag.eq(Mux(s_val < 0, -s_val, s_val))
         lz = leading_zeros(m, mag, "s_lz")
@@ -281,7 +281,7 @@ class PE(wiring.Component):
         p_val = Signal(32, name="p_val")
         m.d.sync += [p_valid.eq(s_valid), p_last.eq(s_last), p_val.eq(p_word)]
 
-        # Accumulate: one FP32 add per group (DESIGN §1.3). `fresh` makes the first add of a dot
+        # Accumulate: one FP32 add per group (spec §1.3). `fresh` makes the first add of a dot
         # product use +0.0, so acc = +0.0 + P0 exactly as the golden model starts.
         adder = m.submodules.adder = FP32Add(stages=_ADDER_STAGES)
         acc = Signal(32, name="acc")
@@ -308,7 +308,7 @@ class PE(wiring.Component):
 
 
 def make_pe() -> PE:
-    """The PE of DESIGN §2 (four 4x4 multipliers), for ``mixdit verilog``."""
+    """The PE of spec §2 (four 4x4 multipliers), for ``mixdit verilog``."""
     return PE(multiplier="4x4")
 
 

@@ -1,12 +1,12 @@
-"""The reordering controller: output buffer, channel-order table and MX converter (DESIGN §4, §5).
+"""The reordering controller: output buffer, channel-order table and MX converter (spec §4, §5).
 
 The array writes FP32 results into an output buffer of ``C`` banks, channel ``n`` of token ``t``
 in bank ``n mod C`` at word ``t * (K_max / C) + n // C``. A table memory holds, per entry (one
-(layer, timestep) of DESIGN §4), the channel order the next layer needs, 16 channels per row, with
+(layer, timestep) of spec §4), the channel order the next layer needs, 16 channels per row, with
 an MX9 flag per row (per group). A command names an entry, the groups per token and the token
 count; the controller then reads every token's channels in table order, 16 at a time, and hands
 each group to an :class:`hw.mx_convert.MXConverter`, whose output is the next layer's A operand,
-packed (DESIGN §1.2) and in order (token-major, group-minor).
+packed (spec §1.2) and in order (token-major, group-minor).
 
 Read schedule
 -------------
@@ -56,7 +56,7 @@ class ReorderConfig:
     entries : int
         Table entries held at once (two let the next layer's order load while one runs).
     rounding : {"trunc", "rne"}
-        Rounding of the MX converter (DESIGN §1.1).
+        Rounding of the MX converter (spec §1.1).
     """
 
     banks: int = 16
@@ -145,7 +145,7 @@ def group_cycles(chans, banks: int) -> int:
 
 
 class Reorder(wiring.Component):
-    """Reordering controller with its output buffer, table and MX converter (DESIGN §5).
+    """Reordering controller with its output buffer, table and MX converter (spec §5).
 
     Parameters
     ----------
@@ -351,7 +351,7 @@ def _or_all(values):
 
 def make_reorder() -> Reorder:
     """The controller ``mixdit verilog`` emits: 16 banks, 1152 channels (DiT-XL/2's hidden size)
-    and one row block of 16 tokens, the rows of one array tile (DESIGN §3).
+    and one row block of 16 tokens, the rows of one array tile (spec §3).
 
     A buffer for whole layers (``max_tokens=256``) is the same design with a deeper memory; its
     Verilog spells out an initial value per word (8 MB), too big to lint on every build.

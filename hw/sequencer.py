@@ -1,7 +1,7 @@
-"""The GEMM engine: tile sequencer, skewed PE mesh and double-buffered drain (DESIGN §3).
+"""The GEMM engine: tile sequencer, skewed PE mesh and double-buffered drain (spec §3).
 
 :class:`GemmArray` runs one M x K x N GEMM per command, ``C = A @ W.T`` with A ``[M, Kg]`` and W
-``[N, Kg]`` in packed groups (DESIGN §1.2), as ``ceil(M/R) * ceil(N/C)`` output tiles of R x C.
+``[N, Kg]`` in packed groups (spec §1.2), as ``ceil(M/R) * ceil(N/C)`` output tiles of R x C.
 
 Interfaces (``amaranth.lib.stream``, valid/ready)
 -------------------------------------------------
@@ -12,7 +12,7 @@ Interfaces (``amaranth.lib.stream``, valid/ready)
 ``a`` : In(stream.Signature(ArrayLayout(TaggedGroup, R)))
     One K step of the current tile's A rows: ``a.payload[r]`` is group k of A row ``m0 + r``
     (any word for rows ``m0 + r >= M``). The precision of every row is taken from row 0's tag
-    (formats are per K group, DESIGN §1.1, §4).
+    (formats are per K group, spec §1.1, §4).
 ``w`` : In(stream.Signature(ArrayLayout(TaggedGroup, C)))
     The same K step of W rows ``n0 + c``; precision from column 0's tag. ``a`` and ``w`` are
     taken together (``a.ready == w.ready``), one K step every ``cycles_per_group`` cycles at most.
@@ -33,7 +33,7 @@ Schedule
 --------
 A K step is issued in the cycle its ``a``/``w`` transfer happens and is registered into the
 skewed mesh (:class:`hw.array.SkewedMesh`) the next cycle; the next step may be issued
-``cycles_per_group`` cycles later (DESIGN §2.2), also across tiles, so the PEs never idle while
+``cycles_per_group`` cycles later (spec §2.2), also across tiles, so the PEs never idle while
 operands are available. The last step of a tile carries ``last``: each PE's result lands in its
 shadow register while its accumulator starts the next tile. Row r of tile t lands in cycle
 ``X_t + c_last + C + 5 + r`` (``X_t`` the issue cycle of tile t's last step; PE (r, C-1) is the
@@ -91,7 +91,7 @@ def out_layout(config: ArrayConfig) -> data.StructLayout:
 
 
 class GemmArray(wiring.Component):
-    """The R x C output-stationary array with its tile sequencer and drain (DESIGN §3); see the
+    """The R x C output-stationary array with its tile sequencer and drain (spec §3); see the
     module docstring for interfaces, orders and timing.
 
     Parameters
@@ -153,7 +153,7 @@ class GemmArray(wiring.Component):
         fa, fw = self.a.payload[0].fmt, self.w.payload[0].fmt
         cpg = Signal(range(17), name="cpg")
         if cfg.multiplier == "4x4":
-            m.d.comb += cpg.eq(Mux(fa & fw, 16, Mux(fa | fw, 8, 4)))   # DESIGN §2.2
+            m.d.comb += cpg.eq(Mux(fa & fw, 16, Mux(fa | fw, 8, 4)))   # spec §2.2
         else:
             m.d.comb += cpg.eq(16)
         left = Signal(range(cfg.max_m + 1), name="rows_left")

@@ -1,4 +1,4 @@
-"""Input skew of the systolic array (DESIGN §3; Gemmini's ``MeshWithDelays``).
+"""Input skew of the systolic array (spec §3; Gemmini's ``MeshWithDelays``).
 
 Lane ``i`` of a bundle of operand buses is delayed by ``i`` cycles, so that operands of one K step
 that enter the array together reach PE (r, c) in the same cycle: row r's A group travels r cycles

@@ -1,6 +1,6 @@
 """The MixDiT accelerator top: buffers, array, output buffer, reorder and MX converter (paper Fig. 9).
 
-:class:`MixDiTTop` chains, for one linear layer at a time (DESIGN §3-§5):
+:class:`MixDiTTop` chains, for one linear layer at a time (spec §3-§5):
 
     memory -> a/w streams -> A, W buffers (FIFOs of K steps) -> GemmArray (R x C PEs)
            -> banked output buffer (C banks) -> reordering controller -> MX converter -> o
@@ -10,7 +10,7 @@ The A and W buffers take the operands from a memory-side stream in the array's o
 The array's result rows land in the :class:`hw.reorder.Reorder`'s C-bank output buffer (channel n
 of token t in bank ``n mod C``, word ``t * K_max / C + n // C``) and leave on ``c`` as well, so a
 testbench sees the FP32 results; the controller then reads every token's channels in the table's
-order (the next layer's, DESIGN §4) and the converter packs them, MX6 or MX9 per group, into the
+order (the next layer's, spec §4) and the converter packs them, MX6 or MX9 per group, into the
 next layer's A operand on ``o``.
 
 Pipelining: the array produces tokens tile row by tile row (``R`` tokens complete after the last

@@ -1,8 +1,8 @@
-"""Stimulus and reference results for the GEMM array (DESIGN §3), shared by the harness tests,
+"""Stimulus and reference results for the GEMM array (spec §3), shared by the harness tests,
 the cocotb testbench and the benchmarks.
 
 Operands are :class:`golden.mx.MXTensor` pairs ``A [M, G]``, ``W [N, G]`` with per-group formats
-shared by all rows (DESIGN §1.1, §4). Their fields are drawn directly, per row, with the PE
+shared by all rows (spec §1.1, §4). Their fields are drawn directly, per row, with the PE
 stimulus of :func:`sim.pe_stimulus.random_group_fields`, so NaN groups, overflow, underflow and
 exact cancellation reach the array too. The reference is :func:`golden.gemm.mx_matmul`.
 """
@@ -19,7 +19,7 @@ from .pe_stimulus import random_group_fields
 __all__ = ["MIXES", "mix_codes", "random_matrix", "random_gemm", "expected_bits"]
 
 #: Precision mixes (A codes, W codes) by name, as functions of Kg: MX6 x MX6; MixDiT's linear
-#: layers (the last quarter of A's groups in MX9, at the end of K, DESIGN §4); MX9 x MX9; and an
+#: layers (the last quarter of A's groups in MX9, at the end of K, spec §4); MX9 x MX9; and an
 #: alternating A against MX9 W, which crosses every cycles_per_group change.
 MIXES = ("mx6xmx6", "mixdit", "mx9xmx9", "alt_x_mx9")
 
@@ -58,5 +58,5 @@ def random_gemm(rng: np.random.Generator, m: int, kg: int, n: int, mix: str,
 
 
 def expected_bits(a: MXTensor, w: MXTensor) -> np.ndarray:
-    """The golden GEMM ``a @ w.T`` as FP32 bit patterns, uint32 ``[M, N]`` (DESIGN §2.1)."""
+    """The golden GEMM ``a @ w.T`` as FP32 bit patterns, uint32 ``[M, N]`` (spec §2.1)."""
     return to_bits(mx_matmul(a, w))

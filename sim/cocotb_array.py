@@ -1,4 +1,4 @@
-"""cocotb testbench of the GEMM array (hw/sequencer.py) on its emitted Verilog (DESIGN §3, §6).
+"""cocotb testbench of the GEMM array (hw/sequencer.py) on its emitted Verilog (spec §3, §6).
 
 Parameters arrive in the environment: ``ARRAY_ROWS``, ``ARRAY_COLS`` (the emitted size),
 ``ARRAY_SEED`` and ``ARRAY_GEMMS`` (random GEMMs per test). Every GEMM is compared with

@@ -1,4 +1,4 @@
-"""cocotb testbench of the MX converter (hw/mx_convert.py) on its emitted Verilog (DESIGN §6).
+"""cocotb testbench of the MX converter (hw/mx_convert.py) on its emitted Verilog (spec §6).
 
 Parameters arrive in the environment: ``MXC_ROUNDING`` (``trunc`` or ``rne``, the build parameter
 of the Verilog under test) and ``MXC_SEED``. Every output word is compared with golden.mx as an
@@ -106,7 +106,7 @@ async def _run_patterns(dut, groups: np.ndarray, fmts) -> None:
 
 @cocotb.test()
 async def special_values(dut):
-    """Zeros, -0, subnormals, Inf, NaN, ties and saturation (DESIGN §1.1)."""
+    """Zeros, -0, subnormals, Inf, NaN, ties and saturation (spec §1.1)."""
     rng = np.random.default_rng(SEED)
     groups = np.concatenate([special_groups(rng, 68), tie_groups(rng)])
     fmts = rng.integers(0, 2, len(groups))
@@ -124,7 +124,7 @@ async def random_data(dut):
 
 @cocotb.test()
 async def dit_outlier_channels(dut):
-    """DiT-like activations with outlier channels; the last groups MX9 as in DESIGN §4."""
+    """DiT-like activations with outlier channels; the last groups MX9 as in spec §4."""
     acts, _ = outlier_activations(tokens=6, channels=256, outlier_share=0.02, seed=SEED)
     groups = np.ascontiguousarray(acts).view(np.uint32).reshape(-1, GROUP_SIZE)
     per_token = 256 // GROUP_SIZE

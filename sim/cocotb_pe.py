@@ -1,4 +1,4 @@
-"""cocotb testbench of the PE (hw/pe.py) on its emitted Verilog (DESIGN §2, §6).
+"""cocotb testbench of the PE (hw/pe.py) on its emitted Verilog (spec §2, §6).
 
 Parameters arrive in the environment: ``PE_SEED`` (random seed), ``PE_DOTS`` (dot products of the
 random regression), ``PE_LONG`` (dot products at K = 4608) and ``PE_STATS`` (a JSON file the
@@ -230,7 +230,7 @@ async def special_values(dut):
 @cocotb.test()
 async def long_k(dut):
     """K = 4608 (288 groups): mixed-precision activations (a few MX9 groups at the end, as
-    DESIGN §4 orders them) against MX6 weights, and all-MX9, back to back."""
+    spec §4 orders them) against MX6 weights, and all-MX9, back to back."""
     tb = PETB(dut)
     await tb.start()
     rng = rng_for("long")
@@ -279,7 +279,7 @@ async def clear_between(dut):
 
 @cocotb.test()
 async def cycles_per_group(dut):
-    """Measured throughput: 4 / 8 / 8 / 16 cycles per group (DESIGN §2.2), with the PE's input
+    """Measured throughput: 4 / 8 / 8 / 16 cycles per group (spec §2.2), with the PE's input
     sampled every cycles_per_group and every result exact and on time."""
     tb = PETB(dut)
     await tb.start()
@@ -296,7 +296,7 @@ async def cycles_per_group(dut):
         span = done[-1][1] + 1 - sent[0].first_edge - RESULT_LATENCY
         measured[name] = span / (groups * len(cases))
     expect = {"mx6xmx6": 4, "mx9xmx6": 8, "mx6xmx9": 8, "mx9xmx9": 16}
-    assert measured == expect, f"cycles per group {measured}, DESIGN §2.2 says {expect}"
+    assert measured == expect, f"cycles per group {measured}, spec §2.2 says {expect}"
     tb.record("cycles_per_group", 0, 0.0, per_mode=measured)
 
 

@@ -1,9 +1,9 @@
-"""cocotb testbench of the reordering controller (hw/reorder.py) on its emitted Verilog (DESIGN §6).
+"""cocotb testbench of the reordering controller (hw/reorder.py) on its emitted Verilog (spec §6).
 
 The build parameters arrive in the environment (``RO_BANKS``, ``RO_CHANNELS``, ``RO_TOKENS``,
 ``RO_ENTRIES``, ``RO_ROUNDING``, ``RO_SEED``) and rebuild the same :class:`ReorderConfig`, whose
 layouts give the port payloads. Every output word is compared as an integer with golden.mx applied
-to the permuted activations (DESIGN §4).
+to the permuted activations (spec §4).
 """
 
 import os
@@ -128,7 +128,7 @@ def _orders(rng: np.random.Generator, k: int, banks: int) -> dict[str, np.ndarra
 @cocotb.test()
 async def calibrated_orders_with_reloads(dut):
     """Golden-calibrated orders of outlier activations, layer after layer, each next table
-    loaded into the other entry while the current layer runs (DESIGN §4, §5)."""
+    loaded into the other entry while the current layer runs (spec §4, §5)."""
     cfg = CONFIG
     tb = ReorderTB(dut, cfg)
     await tb.start()

@@ -1,4 +1,4 @@
-"""Bit-exact simulation of a DiT layer or block on the accelerator's RTL (DESIGN §4-§7).
+"""Bit-exact simulation of a DiT layer or block on the accelerator's RTL (spec §4-§7).
 
 What runs where
 ---------------
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golden import metrics
+from golden.quality import metrics
 from golden.formats import GROUP_SIZE, MX9
 from golden.gemm import mx_matmul
 from golden.layer import (
@@ -227,7 +227,7 @@ class RTLBackend:
 @dataclass
 class CheckedRunner(Runner):
     """A :class:`golden.layer.Runner` that checks every backend result against the golden GEMM,
-    bit for bit, and raises :class:`CheckFailed` at the first difference (DESIGN §6)."""
+    bit for bit, and raises :class:`CheckFailed` at the first difference (spec §6)."""
 
     verbose: bool = True
 
@@ -257,7 +257,7 @@ def reorder_stage(c: np.ndarray, perm: np.ndarray, fmts, banks: int,
     Returns
     -------
     (list of int, int)
-        The packed words (DESIGN §1.2), token-major, and the cycles from the command's acceptance
+        The packed words (spec §1.2), token-major, and the cycles from the command's acceptance
         to the last word.
     """
     from amaranth.sim import Simulator
@@ -399,7 +399,7 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
     src, layer, timestep
         What to run.
     p1, p2, rounding
-        MixDiT's hyperparameters (DESIGN §4) and the quantizer's rounding (DESIGN §1.1).
+        MixDiT's hyperparameters (spec §4) and the quantizer's rounding (spec §1.1).
     config : hw.config.ArrayConfig
     sim : {"verilator", "icarus"}
     vcd : path, optional

@@ -1,7 +1,7 @@
 """Stimulus for the MX converter and the reordering controller, and their golden references.
 
 The generators build FP32 *inputs* only (bit patterns, uint32); every expected output comes from
-:mod:`golden.mx`, the reference (DESIGN §6). The same functions feed the Amaranth-simulator unit
+:mod:`golden.mx`, the reference (spec §6). The same functions feed the Amaranth-simulator unit
 tests and the cocotb testbenches, so both check the same cases.
 """
 
@@ -63,7 +63,7 @@ def special_groups(rng: np.random.Generator, count: int = 64) -> np.ndarray:
 
 
 def tie_groups(rng: np.random.Generator) -> np.ndarray:
-    """Groups that put every lane on a rounding boundary of MX9 or MX6 (DESIGN §1.1).
+    """Groups that put every lane on a rounding boundary of MX9 or MX6 (spec §1.1).
 
     Lane 0 holds the largest exponent ``E``. Each other lane sits ``d`` exponents below it, with
     and without a pair partner at ``E`` (so ``mu`` is 0 or 1), and a fraction whose low bits are
@@ -121,7 +121,7 @@ def lanes_word(lanes: np.ndarray, fmt: int) -> int:
 
 
 def golden_words(groups: np.ndarray, fmts: Sequence[int], rounding: str) -> list[int]:
-    """The packed words (DESIGN §1.2) golden.mx gives for each group ``[N, 16]`` (uint32) in the
+    """The packed words (spec §1.2) golden.mx gives for each group ``[N, 16]`` (uint32) in the
     format of its code (0 MX6, 1 MX9)."""
     groups = np.ascontiguousarray(groups, dtype=np.uint32)
     x = groups.reshape(-1).view(np.float32)
@@ -133,7 +133,7 @@ def golden_reorder(acts: np.ndarray, order: np.ndarray, mx9: np.ndarray,
                    rounding: str) -> list[int]:
     """The A operand the reordering controller must emit for ``acts`` ``[tokens, K]`` (float32):
     channels permuted by ``order``, group ``g`` in MX9 where ``mx9[g]``, as packed words in
-    token-major, group-minor order (DESIGN §4, §5)."""
+    token-major, group-minor order (spec §4, §5)."""
     names = [MX9.name if f else MX6.name for f in mx9]
     t = mx.quantize(np.asarray(acts, dtype=np.float32)[:, order], names, rounding=rounding)
     return [int(w) for w in mx.pack(t).reshape(-1)]
@@ -142,7 +142,7 @@ def golden_reorder(acts: np.ndarray, order: np.ndarray, mx9: np.ndarray,
 def calibrated_plan(tokens: int, channels: int, p1: float,
                     seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Activations with outlier channels and the table entry the golden calibration gives them
-    (DESIGN §4): ``(acts [tokens, K] float32, order [K], mx9 [K/16] bool)``. Calibration runs on
+    (spec §4): ``(acts [tokens, K] float32, order [K], mx9 [K/16] bool)``. Calibration runs on
     other tokens of the same distribution, as it would offline."""
     from golden import mixdit
     from golden.synthetic import outlier_activations

@@ -1,4 +1,4 @@
-"""Stimulus and reference results for the PE (DESIGN §2), shared by the Amaranth-sim tests and
+"""Stimulus and reference results for the PE (spec §2), shared by the Amaranth-sim tests and
 the cocotb testbench.
 
 A dot product is a pair of 1-D :class:`golden.mx.MXTensor` (``[G]`` groups each, any per-group
@@ -97,7 +97,7 @@ def random_dot(rng: np.random.Generator, groups: int, fmts_a, fmts_b, kind: str)
 
 
 def expected_bits(a: MXTensor, b: MXTensor) -> int:
-    """Golden dot product of two 1-D MX tensors as an FP32 bit pattern (DESIGN §2.1)."""
+    """Golden dot product of two 1-D MX tensors as an FP32 bit pattern (spec §2.1)."""
     return int(to_bits(np.asarray(mx_dot(a, b), dtype=np.float32)))
 
 
@@ -111,6 +111,6 @@ def operand_words(t: MXTensor) -> list[int]:
 
 
 def cycles_per_group_list(case: DotCase) -> list[int]:
-    """Cycles per group of each group pair of ``case`` (DESIGN §2.2)."""
+    """Cycles per group of each group pair of ``case`` (spec §2.2)."""
     from hw.pe import cycles_per_group
     return [cycles_per_group(int(x), int(y)) for x, y in zip(case.a.fmt, case.b.fmt)]

@@ -33,7 +33,7 @@ def _is_neg_zero_bits(bits: int) -> bool:
 
 def round_f32_ftz(v: Fraction, negative_zero: bool = False) -> int:
     """FP32 bits of the exact rational ``v`` rounded to nearest even on the IEEE grid, overflowing
-    to Inf, then flushed to signed zero when the rounded result is subnormal (DESIGN §1.3).
+    to Inf, then flushed to signed zero when the rounded result is subnormal (spec §1.3).
 
     ``negative_zero`` gives the sign of an exactly zero ``v``.
     """
@@ -57,7 +57,7 @@ def round_f32_ftz(v: Fraction, negative_zero: bool = False) -> int:
 
 
 def add_f32(a_bits: int, b_bits: int) -> int:
-    """The accumulator's FP32 add on bit patterns (DESIGN §1.3), by exact arithmetic."""
+    """The accumulator's FP32 add on bit patterns (spec §1.3), by exact arithmetic."""
     a, b = f32_value(a_bits), f32_value(b_bits)
     if a is NAN or b is NAN:
         return 0x7FC00000
@@ -72,7 +72,7 @@ def add_f32(a_bits: int, b_bits: int) -> int:
 
 
 def quantize_group(bits16: list[int], m: int, rounding: str):
-    """One group of 16 FP32 bit patterns -> (E, mu[8], s[16], q[16]) by DESIGN §1.1, exactly."""
+    """One group of 16 FP32 bit patterns -> (E, mu[8], s[16], q[16]) by spec §1.1, exactly."""
     e = [(b >> 23) & 0xFF for b in bits16]
     if any(x == 255 for x in e):
         return 255, [0] * 8, [0] * 16, [0] * 16
@@ -92,7 +92,7 @@ def quantize_group(bits16: list[int], m: int, rounding: str):
 
 
 def element_value(E: int, mu: int, s: int, q: int, m: int) -> Fraction:
-    """Exact value of one MX element (DESIGN §1.1)."""
+    """Exact value of one MX element (spec §1.1)."""
     return (-1) ** s * q * Fraction(2) ** (E - 127 - mu - (m - 1))
 
 
@@ -100,7 +100,7 @@ def dot(a_groups, b_groups) -> int:
     """One PE dot product. Each group is (E, mu[8], s[16], q[16], m); returns FP32 bits.
 
     Every group's exact product sum is rounded once (RNE, FTZ, overflow to Inf) and added into an
-    accumulator that starts at +0.0, in order (DESIGN §2.1).
+    accumulator that starts at +0.0, in order (spec §2.1).
     """
     acc = 0
     for (ea, mua, sa, qa, ma), (eb, mub, sb, qb, mb) in zip(a_groups, b_groups):

@@ -1,5 +1,5 @@
 """Run the cocotb testbench of the GEMM array (sim/cocotb_array.py) on its emitted Verilog
-(DESIGN §3, §6): Icarus always, Verilator when cocotb accepts its version.
+(spec §3, §6): Icarus always, Verilator when cocotb accepts its version.
 
 The quick cases use small arrays (4 x 4 and 8 x 16 would be slow under Icarus at K = 1152; the
 default 16 x 16 runs in the slow regression and, layer-sized, in tests/test_harness.py).

@@ -1,4 +1,4 @@
-"""Run the cocotb testbench of the PE (sim/cocotb_pe.py) on its emitted Verilog (DESIGN §6).
+"""Run the cocotb testbench of the PE (sim/cocotb_pe.py) on its emitted Verilog (spec §6).
 
 Icarus always; Verilator when cocotb accepts its version (:func:`sim.runner.skip_reason` says why
 not). ``make test`` runs every cocotb test with a short random regression; the 10,000-dot-product
@@ -10,7 +10,7 @@ import pytest
 from hw.pe import PE
 from sim.runner import BUILD, ROOT, SIMULATORS, run_cocotb, skip_reason
 
-#: Dot products of the long seeded regression (DESIGN §6).
+#: Dot products of the long seeded regression (spec §6).
 SLOW_DOTS = 10_000
 
 

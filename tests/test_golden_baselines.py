@@ -1,9 +1,9 @@
-"""golden.baselines: INT-n and FP4 E2M1 quantizers."""
+"""golden.quality.baselines: INT-n and FP4 E2M1 quantizers."""
 
 import numpy as np
 import pytest
 
-from golden import baselines
+from golden.quality import baselines
 
 
 def test_int_per_channel_grid_and_range():

@@ -1,4 +1,4 @@
-"""golden.fp32 against the exact-arithmetic oracle (DESIGN §1.3)."""
+"""golden.fp32 against the exact-arithmetic oracle (spec §1.3)."""
 
 import numpy as np
 import pytest

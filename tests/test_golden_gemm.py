@@ -29,7 +29,7 @@ def single_element_tensor(q: np.ndarray, fmt: str, mu: int, e: int, sign: np.nda
 @pytest.mark.parametrize("mu_b", [0, 1])
 def test_every_magnitude_product(fa, fb, mu_a, mu_b):
     """Every q_a x q_b of the formats, with every microexponent pair and both signs, against
-    the element values of DESIGN §1.1 multiplied in exact integer arithmetic."""
+    the element values of spec §1.1 multiplied in exact integer arithmetic."""
     ma, mb = format_of(fa).mant_bits, format_of(fb).mant_bits
     qa = np.arange(1 << ma, dtype=np.uint8)
     qb = np.arange(1 << mb, dtype=np.uint8)
@@ -100,7 +100,7 @@ def test_range_edges_are_reached():
     a, b = random_operands(rng, 3, 3, 4, exp_center=245, exp_spread=3, specials=False)
     assert np.isinf(gemm.mx_matmul(a, b)).any()
     # -0: a normal negative sum cancelled into the subnormal range flushes to -0 (sign kept),
-    # and -0 plus a flushed negative product stays -0; +0 plus -0 is +0 (DESIGN §1.3).
+    # and -0 plus a flushed negative product stays -0; +0 plus -0 is +0 (spec §1.3).
     x = np.zeros((1, 48), np.float32)
     w = np.zeros((1, 48), np.float32)
     x[0, 0], w[0, 0] = -1.5 * 2.0 ** -63, 2.0 ** -63      # group 0: -1.5 * 2^-126

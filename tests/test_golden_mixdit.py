@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import gemm, metrics, mixdit, mx
+from golden import gemm, mixdit, mx
+from golden.quality import metrics
 from golden.fp32 import to_bits
 from golden.synthetic import outlier_activations
 

@@ -62,7 +62,7 @@ def test_every_tie_position(fmt, rounding):
     rows = []
     for d in range(0, 24):                     # exponent below the group max
         for mu_pair in (0, 1):                 # partner at the max (mu=0) or below it (mu=1)
-            sh = d - mu_pair + (24 - m)        # the shift of DESIGN §1.1 for this element
+            sh = d - mu_pair + (24 - m)        # the shift of spec §1.1 for this element
             if sh >= 24 or sh < 1:
                 continue
             for q_low in (0, 1):               # kept LSB even / odd

@@ -1,6 +1,6 @@
 """The array's RTL through the file-driven harness (sim/harness): bit-exact against
 golden.gemm.mx_matmul, cycles equal to hw.cycles.gemm_cycles, Verilator and Icarus agree
-(DESIGN §3, §6).
+(spec §3, §6).
 
 Quick cases run a 4 x 4 array under Icarus (one compile, seconds per GEMM); one moderate GEMM and
 the agreement check run the default 16 x 16 array under Verilator and Icarus (marked slow: the

@@ -1,4 +1,4 @@
-"""The FP32 adder (:mod:`hw.fp32`) against :func:`golden.fp32.fp32_add`, bit for bit (DESIGN §1.3).
+"""The FP32 adder (:mod:`hw.fp32`) against :func:`golden.fp32.fp32_add`, bit for bit (spec §1.3).
 
 Vectors stream through the adder one per cycle in Amaranth's simulator; every sum is compared as
 a 32-bit integer with the golden NumPy float32 sum (flushed, canonical NaN).

@@ -1,4 +1,4 @@
-"""Quick Amaranth-simulator tests of hw/mx_convert.py against golden.mx, bit for bit (DESIGN §6).
+"""Quick Amaranth-simulator tests of hw/mx_convert.py against golden.mx, bit for bit (spec §6).
 
 The regression testbenches on the emitted Verilog are in test_cocotb_mx_convert.py; these run the
 same stimulus (sim/mx_stimulus.py) in Amaranth's simulator, which is faster for small cases.

@@ -1,4 +1,4 @@
-"""The PE (:mod:`hw.pe`) in Amaranth's simulator against :func:`golden.gemm.mx_dot` (DESIGN §2).
+"""The PE (:mod:`hw.pe`) in Amaranth's simulator against :func:`golden.gemm.mx_dot` (spec §2).
 
 Quick block tests: dot products of every mode and of mixed modes, fed back to back; each result
 is compared as an FP32 bit pattern and its arrival cycle with the documented latency. The
@@ -122,7 +122,7 @@ def test_baseline_8x8():
 
 
 def test_cycles_per_group_table():
-    """DESIGN §2.2's table."""
+    """spec §2.2's table."""
     assert [cycles_per_group(a, b) for a, b in MODES.values()] == [4, 8, 8, 16]
     assert cycles_per_group(MX6, MX6, "8x8") == 16
     with pytest.raises(ValueError, match="mx4"):

@@ -1,4 +1,4 @@
-"""Quick Amaranth-simulator tests of hw/reorder.py against golden.mx, bit for bit (DESIGN §4-§6).
+"""Quick Amaranth-simulator tests of hw/reorder.py against golden.mx, bit for bit (spec §4-§6).
 
 Orders come from the golden calibration (golden.mixdit) of activations with outlier channels, and
 from adversarial, identity and random permutations; every output word is compared as an integer

@@ -1,4 +1,4 @@
-"""The accelerator top (hw/top.py) in Amaranth's simulator, bit for bit against golden (DESIGN §3-§6).
+"""The accelerator top (hw/top.py) in Amaranth's simulator, bit for bit against golden (spec §3-§6).
 
 A small top (2 x 2 array, 2 banks) runs one linear layer: A and W enter through the memory-side
 streams, the FP32 results leave on ``c`` and the next layer's packed A groups on ``o``. The results

@@ -1,4 +1,4 @@
-"""The cycle and latency model (golden/perf.py), the workloads, the GPU model and ``mixdit perf``.
+"""The cycle and latency model (golden/accelerator.py), the workloads, the GPU model and ``mixdit perf``.
 
 Expected values come from the paper (Table II), the DiT paper (GFLOPs and parameters of
 DiT-XL/2), the RTL's own cycle functions (hw/pe.py, hw/cycles.py) and hand calculations of the
@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from golden import gpu, perf, workloads
-from golden.workloads import Gemm
+from golden.perf import accelerator, gpu, workloads
+from golden.perf.workloads import Gemm
 
 
 def mixdit(*args):
@@ -25,30 +25,30 @@ def mixdit(*args):
 # ---- Table II ---------------------------------------------------------------------------------
 
 def test_peak_tops_match_table_ii():
-    # Table II gives 262 TOPS in MX9; MX6 x MX6 is 4x faster per group (DESIGN §2.2): 1049.
-    assert round(perf.peak_tops("mx9", "mx9")) == 262
-    assert round(perf.peak_tops("mx6", "mx6")) == 1049
+    # Table II gives 262 TOPS in MX9; MX6 x MX6 is 4x faster per group (spec §2.2): 1049.
+    assert round(accelerator.peak_tops("mx9", "mx9")) == 262
+    assert round(accelerator.peak_tops("mx6", "mx6")) == 1049
 
 
 @pytest.mark.parametrize("fa,fw", list(itertools.product(("mx6", "mx9"), repeat=2)))
 def test_group_cycles_are_the_pes(fa, fw):
     from hw.pe import cycles_per_group
 
-    assert perf.group_cycles(fa, fw) == cycles_per_group(fa, fw)
+    assert accelerator.group_cycles(fa, fw) == cycles_per_group(fa, fw)
 
 
 def test_group_cycles_rejects_mx4():
     with pytest.raises(ValueError, match="mx4"):
-        perf.group_cycles("mx4", "mx6")
+        accelerator.group_cycles("mx4", "mx6")
 
 
-# ---- one array (DESIGN §3) ------------------------------------------------------------------
+# ---- one array (spec §3) ------------------------------------------------------------------
 
 def _one_array(m, k, n, a_fmts, w_fmts, rows, cols):
     """The at-scale model of golden.perf restricted to one array, for one GEMM."""
-    cfg = perf.AcceleratorConfig(rows=rows, cols=cols, arrays=1)
-    s = perf.tile_cycles(k, a_fmts, w_fmts)
-    return perf.repetition_cycles([(-(-m // rows) * -(-n // cols), s)], m, cfg)
+    cfg = accelerator.AcceleratorConfig(rows=rows, cols=cols, arrays=1)
+    s = accelerator.tile_cycles(k, a_fmts, w_fmts)
+    return accelerator.repetition_cycles([(-(-m // rows) * -(-n // cols), s)], m, cfg)
 
 
 def test_one_array_formula_by_hand():
@@ -84,11 +84,11 @@ def _array_test_cases():
 
 def test_model_equals_rtl_cycle_count_on_array_test_cases():
     """The perf model on one array equals hw.cycles.gemm_cycles, the exact count the array's
-    RTL tests measure, for every shape and precision mix they run (DESIGN §3)."""
+    RTL tests measure, for every shape and precision mix they run (spec §3)."""
     cases = _array_test_cases()
     assert len(cases) > 20
     for m, k, n, fa, fw, rows, cols in cases:
-        rtl = perf.array_gemm_cycles(m, k, n, fa, fw, rows, cols)
+        rtl = accelerator.array_gemm_cycles(m, k, n, fa, fw, rows, cols)
         assert _one_array(m, k, n, fa, fw, rows, cols) == rtl, (m, k, n, fa, fw, rows, cols)
 
 
@@ -105,7 +105,7 @@ def _lpt(tiles, arrays):
                                           (1, 1, 16), (9, 33, 5)])
 def test_spread_equals_greedy_schedule(n9, n6, arrays):
     tiles = [(n9, 80), (n6, 20)]
-    assert perf._spread_cycles(tiles, arrays) == _lpt(tiles, arrays)
+    assert accelerator._spread_cycles(tiles, arrays) == _lpt(tiles, arrays)
 
 
 # ---- workloads: independent figures ------------------------------------------------------------
@@ -137,24 +137,24 @@ def test_attention_counts_heads_and_rows():
 
 def test_mixdit_lies_between_mx6_and_mx9_and_grows_with_p():
     w = workloads.workload("SD3-medium-1024")
-    t = lambda p: perf.workload_latency(w, p).step_s
-    lo, hi = t(perf.FP_MX6), t(perf.FP_MX9)
-    steps = [t(perf.mixdit(p1, p2)) for p1, p2 in [(0, 0), (0.01, 0), (0.05, 0.2), (0.2, 0.5)]]
+    t = lambda p: accelerator.workload_latency(w, p).step_s
+    lo, hi = t(accelerator.FP_MX6), t(accelerator.FP_MX9)
+    steps = [t(accelerator.mixdit(p1, p2)) for p1, p2 in [(0, 0), (0.01, 0), (0.05, 0.2), (0.2, 0.5)]]
     assert steps[0] == pytest.approx(lo)
     assert all(a <= b for a, b in zip(steps, steps[1:]))
     assert steps[-1] < hi
 
 
 def test_linear_formats_put_mx9_last():
-    a, w = perf.mixdit(0.05, 0).linear_formats(1152)
-    # ceil(0.05 * 1152 / 16) = ceil(3.6) = 4 groups of 72 (DESIGN §4).
+    a, w = accelerator.mixdit(0.05, 0).linear_formats(1152)
+    # ceil(0.05 * 1152 / 16) = ceil(3.6) = 4 groups of 72 (spec §4).
     assert a == ["mx6"] * 68 + ["mx9"] * 4 and w == ["mx6"] * 72
 
 
 def test_compute_bound_gemm_by_hand():
-    cfg = perf.AcceleratorConfig(arrays=4, dram_bytes_per_s=1e15)
+    cfg = accelerator.AcceleratorConfig(arrays=4, dram_bytes_per_s=1e15)
     g = Gemm("x", "linear", 64, 64, 64)       # 16 tiles over 4 arrays, 4 groups MX6: S = 16
-    t = perf.gemm_latency(g, perf.FP_MX6, cfg)
+    t = accelerator.gemm_latency(g, accelerator.FP_MX6, cfg)
     # Each array: 4 tiles of 16 cycles, then C + R + 8 of fill and drain.
     assert t.cycles == 4 * 16 + 16 + 16 + 8 and t.bound == "compute"
     assert t.compute_s == pytest.approx(t.cycles / 500e6)
@@ -162,7 +162,7 @@ def test_compute_bound_gemm_by_hand():
 
 def test_memory_bound_gemm_by_hand():
     g = Gemm("adaLN", "linear", 2, 1152, 6912)
-    t = perf.gemm_latency(g, perf.FP_MX6)
+    t = accelerator.gemm_latency(g, accelerator.FP_MX6)
     # 6 bits per MX6 element (96-bit groups of 16): A, W and the result.
     bytes_ = (2 * 1152 + 1152 * 6912 + 2 * 6912) * 6 / 8
     assert t.bytes == pytest.approx(bytes_) and t.bound == "memory"

@@ -1,4 +1,4 @@
-"""Quantized DiT sampling (golden/quality.py), ``mixdit evaluate`` and ``mixdit tune``, small.
+"""Quantized DiT sampling (golden/sampling.py), ``mixdit evaluate`` and ``mixdit tune``, small.
 
 The fake-quant emulation (dequantize + float32 matmul) used by default is checked against the
 bit-exact golden GEMM to within FP32 accumulation-order error; the batched bit-exact GEMM against
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from golden import gemm, mx, quality
+from golden import gemm, mx
+from golden.quality import sampling
 from golden.synthetic import outlier_activations
 
 
@@ -29,7 +30,7 @@ def test_batched_gemm_is_mx_matmul_per_slice(fmt):
          ).astype(np.float32)
     b = rng.standard_normal((2, 3, 7, 40)).astype(np.float32)
     qa, qb = mx.quantize(a, fmt), mx.quantize(b, fmt)
-    got = quality.mx_matmul_batched(qa, qb)
+    got = sampling.mx_matmul_batched(qa, qb)
     for i in range(2):
         for j in range(3):
             ref = gemm.mx_matmul(qa[i, j], qb[i, j])
@@ -72,11 +73,11 @@ def tiny(tmp_path_factory):
 def test_exact_and_fake_sampling_agree(tiny):
     model, _ = tiny
     labels, seeds = [1, 7], [0, 1]
-    cal = quality.calibrate(model, labels, [9, 10], 2.0, 3)
-    sc = quality.mixdit_scheme(0.25, 0.5)
-    fake = quality.sample(model, sc, labels, seeds, cal, 2.0, 3, emulation="fake")
-    exact = quality.sample(model, sc, labels, seeds, cal, 2.0, 3, emulation="exact")
-    fp32 = quality.sample(model, quality.SCHEMES["fp32"], labels, seeds, None, 2.0, 3)
+    cal = sampling.calibrate(model, labels, [9, 10], 2.0, 3)
+    sc = sampling.mixdit_scheme(0.25, 0.5)
+    fake = sampling.sample(model, sc, labels, seeds, cal, 2.0, 3, emulation="fake")
+    exact = sampling.sample(model, sc, labels, seeds, cal, 2.0, 3, emulation="exact")
+    fp32 = sampling.sample(model, sampling.SCHEMES["fp32"], labels, seeds, None, 2.0, 3)
     assert np.abs(fake - exact).max() < 1e-3
     assert np.abs(fake - fp32).max() > 1e-3      # the quantization itself is visible
 
@@ -84,8 +85,8 @@ def test_exact_and_fake_sampling_agree(tiny):
 def test_quantization_error_orders_schemes(tiny):
     model, _ = tiny
     labels, seeds = list(range(10)), list(range(10))
-    ref = quality.sample(model, quality.SCHEMES["fp32"], labels, seeds, None, 2.0, 3)
-    err = {k: np.sqrt(np.mean((quality.sample(model, quality.SCHEMES[k], labels, seeds, None,
+    ref = sampling.sample(model, sampling.SCHEMES["fp32"], labels, seeds, None, 2.0, 3)
+    err = {k: np.sqrt(np.mean((sampling.sample(model, sampling.SCHEMES[k], labels, seeds, None,
                                               2.0, 3) - ref) ** 2))
            for k in ("mx9", "mx6", "int8", "fp4")}
     assert err["mx9"] < err["mx6"] and err["int8"] < err["fp4"]
@@ -93,7 +94,7 @@ def test_quantization_error_orders_schemes(tiny):
 
 def test_mixdit_needs_calibration(tiny):
     with pytest.raises(ValueError, match="calibration"):
-        quality.QuantizedDiT(tiny[0], quality.mixdit_scheme(0.1, 0.2))
+        sampling.QuantizedDiT(tiny[0], sampling.mixdit_scheme(0.1, 0.2))
 
 
 def test_cli_evaluate_and_tune_on_a_tiny_checkpoint(tiny, tmp_path):

@@ -1,4 +1,4 @@
-"""``mixdit simulate-layer`` and ``mixdit demo`` on the shipped DiT's fixture activations (DESIGN §4-§7).
+"""``mixdit simulate-layer`` and ``mixdit demo`` on the shipped DiT's fixture activations (spec §4-§7).
 
 Quick cases run each layer kind on a 4 x 4 array under Icarus. Icarus runs this array at tens of
 cycles per second here, so they slice the real activations (the first 4 tokens, 16 output

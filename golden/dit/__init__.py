@@ -1,4 +1,4 @@
-"""A small, real Diffusion Transformer and the activations it feeds the accelerator (DESIGN §7).
+"""A small, real Diffusion Transformer and the activations it feeds the accelerator (spec §7).
 
 Public API:
 

@@ -1,6 +1,6 @@
 """Outlier statistics of captured DiT activations, and the paper's Fig. 3 and Fig. 5 plots.
 
-DESIGN §4 rests on two observations the MixDiT paper makes of DiT-XL (Sec. III-A): large
+spec §4 rests on two observations the MixDiT paper makes of DiT-XL (Sec. III-A): large
 activation magnitudes concentrate in a few input channels, and those channels (and, in attention,
 the large heads) are the same whatever the prompt, so a permutation calibrated offline holds. This
 module measures both on a capture (:mod:`golden.dit.capture`).

@@ -1,6 +1,6 @@
 """Capture the activations the accelerator would see while a DiT samples images.
 
-DESIGN §7 (stimulus from a real DiT) for the layers of DESIGN §4. Forward hooks record, at the
+spec §7 (stimulus from a real DiT) for the layers of spec §4. Forward hooks record, at the
 chosen sampler timesteps and blocks, the *inputs* of the four linear layers of a block and the
 per-head Q, K, V of its attention, as float32 NumPy arrays.
 

@@ -1,6 +1,6 @@
 """The shipped DiT checkpoint: fp16 safetensors with its :class:`DiTConfig` in the metadata.
 
-DESIGN §7. :func:`load_model` with no argument returns the model trained by ``make train-dit``
+spec §7. :func:`load_model` with no argument returns the model trained by ``make train-dit``
 (``golden/dit/weights/dit_digits.safetensors``), in float32 and eval mode.
 """
 

@@ -1,6 +1,6 @@
 """Training data that ships inside a package: scikit-learn's handwritten digits.
 
-DESIGN §7. ``sklearn.datasets.load_digits`` reads 1797 8x8 images of the digits 0-9 (16 grey
+spec §7. ``sklearn.datasets.load_digits`` reads 1797 8x8 images of the digits 0-9 (16 grey
 levels) from a file bundled in the scikit-learn wheel, so nothing is downloaded. It was chosen over
 the animal-mnist package because scikit-learn is already a pinned dependency (no new package), and
 because 8x8 images with 2x2 patches give 16 tokens: small enough that a DiT trains in minutes on

@@ -1,6 +1,6 @@
 """Gaussian diffusion for the DiT: DDPM training loss and a deterministic DDIM sampler.
 
-DESIGN §7. The forward process is DDPM's (Ho et al., 2020) with the linear beta schedule from
+spec §7. The forward process is DDPM's (Ho et al., 2020) with the linear beta schedule from
 1e-4 to 0.02 over 1000 steps that DiT uses; the model predicts the noise. Sampling is DDIM with
 ``eta = 0`` (Song et al., 2021) on 25 evenly spaced timesteps ``0, 40, ..., 960`` (DiT's
 ``"ddim25"`` respacing) with classifier-free guidance, the setting of the paper's evaluation

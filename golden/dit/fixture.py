@@ -1,6 +1,6 @@
 """Rewrite the fixture capture from the shipped checkpoint: ``python -m golden.dit.fixture``.
 
-DESIGN §7. Needs ``MKL_CBWR=COMPATIBLE`` in the environment, so that the file does not depend on
+spec §7. Needs ``MKL_CBWR=COMPATIBLE`` in the environment, so that the file does not depend on
 the CPU it was made on (see :mod:`golden.dit.capture`).
 """
 

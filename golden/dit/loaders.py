@@ -1,6 +1,6 @@
 """Load DiT models a user already has on disk, never downloading, and capture from them.
 
-DESIGN §7: the same capture code is pointed at a DiT-XL/2, PixArt or SD3 checkpoint when a user
+spec §7: the same capture code is pointed at a DiT-XL/2, PixArt or SD3 checkpoint when a user
 has one locally.
 
 - :func:`load_checkpoint`: the shipped model (no path), a ``.safetensors`` written by

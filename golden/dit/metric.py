@@ -1,6 +1,6 @@
 """Image-quality metric for generated digits: a small classifier and a Frechet distance.
 
-DESIGN §4 scores each (p1, p2) point with an FID-like quality figure; DESIGN §7 supplies it for
+spec §4 scores each (p1, p2) point with an FID-like quality figure; spec §7 supplies it for
 the shipped model. Inception features mean nothing on 8x8 digits, so the metric uses its own feature
 extractor: an MLP classifier trained on the real training images. Two numbers come out of it:
 

@@ -1,6 +1,6 @@
 """A Diffusion Transformer with the architecture and parameter names of facebookresearch/DiT.
 
-DESIGN §7: the stimulus of the accelerator comes from a real DiT. This module holds one class,
+spec §7: the stimulus of the accelerator comes from a real DiT. This module holds one class,
 :class:`DiT`, that both the small model trained here and the official ``DiT-XL-2-256x256.pt``
 checkpoint load into (the state-dict keys and shapes are those of the official ``models.py``):
 
@@ -51,7 +51,7 @@ __all__ = [
     "set_attention_matmuls",
 ]
 
-#: The linear layers of a block that run on the accelerator (DESIGN §4), as suffixes of
+#: The linear layers of a block that run on the accelerator (spec §4), as suffixes of
 #: ``blocks.{i}.``.
 GEMM_LAYERS: tuple[str, ...] = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
@@ -133,8 +133,8 @@ class DiTConfig:
         return int(self.hidden_size * self.mlp_ratio)
 
 
-#: The model trained and shipped here (DESIGN §7): scikit-learn's 8x8 digits, patch 2 (16 tokens),
-#: hidden 128 and head_dim 32, both multiples of the accelerator's 16-wide K groups (DESIGN §1.1).
+#: The model trained and shipped here (spec §7): scikit-learn's 8x8 digits, patch 2 (16 tokens),
+#: hidden 128 and head_dim 32, both multiples of the accelerator's 16-wide K groups (spec §1.1).
 DIGITS_CONFIG = DiTConfig()
 
 #: DiT-XL/2 at 256x256 (32x32x4 latents), as in the official ``DiT-XL-2-256x256.pt``.
@@ -221,7 +221,7 @@ class SplitHeads(nn.Module):
     """Split the fused ``qkv`` output into per-head Q, K, V, each ``[batch, heads, tokens, dim]``.
 
     It has no parameters; it exists so that a forward hook on ``blocks.{i}.attn.split`` sees the
-    per-head operands of the two attention GEMMs (DESIGN §4, head-wise precision).
+    per-head operands of the two attention GEMMs (spec §4, head-wise precision).
     """
 
     def __init__(self, num_heads: int) -> None:
@@ -317,7 +317,7 @@ class FinalLayer(nn.Module):
 
 
 class DiT(nn.Module):
-    """Class-conditional Diffusion Transformer (Peebles and Xie, 2023), DESIGN §7.
+    """Class-conditional Diffusion Transformer (Peebles and Xie, 2023), spec §7.
 
     Parameters
     ----------

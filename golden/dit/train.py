@@ -1,6 +1,6 @@
 """Train the shipped DiT and its metric classifier from scratch: ``make train-dit``.
 
-DESIGN §7. Steps, all seeded and single-threaded so that a rerun on the same machine reproduces
+spec §7. Steps, all seeded and single-threaded so that a rerun on the same machine reproduces
 the files:
 
 1. train the metric classifier (:mod:`golden.dit.metric`) on the training digits and report its

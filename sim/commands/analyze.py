@@ -1,4 +1,4 @@
-"""``mixdit analyze``: channel- and head-outlier statistics of a capture (DESIGN §4, §7)."""
+"""``mixdit analyze``: channel- and head-outlier statistics of a capture (spec §4, §7)."""
 
 from ..errors import UsageError
 

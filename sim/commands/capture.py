@@ -1,4 +1,4 @@
-"""``mixdit capture``: record the GEMM operands of a DiT while it samples (DESIGN §7)."""
+"""``mixdit capture``: record the GEMM operands of a DiT while it samples (spec §7)."""
 
 from ..errors import UsageError
 

@@ -1,8 +1,8 @@
 """``mixdit evaluate``: image quality of the shipped DiT with every accelerator GEMM quantized.
 
-The paper's Table III (and, with ``--table-i``, Table I) on the project's DiT (DESIGN §7):
+The paper's Table III (and, with ``--table-i``, Table I) on the project's DiT (spec §7):
 FP32, MX9, MX6 W / MX9 A, MX6, MixDiT (p1, p2), INT8, INT6 and FP4, scored by the digit
-classifier's accuracy and the Frechet distance in its feature space (:mod:`golden.quality`).
+classifier's accuracy and the Frechet distance in its feature space (:mod:`golden.quality.sampling`).
 Results are cached in ``--cache-dir`` keyed by everything that changes them.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-#: Bump when golden/quality.py changes what a cached result means.
+#: Bump when golden/sampling.py changes what a cached result means.
 CACHE_VERSION = 1
 
 
@@ -110,7 +110,7 @@ class Evaluator:
         self._ref = None
 
     def _key(self, **extra) -> str:
-        from golden.quality import cache_key
+        from golden.quality.sampling import cache_key
 
         a = self.args
         return cache_key(v=CACHE_VERSION, ckpt=self.ckpt, n=a.samples, steps=a.steps,
@@ -119,7 +119,7 @@ class Evaluator:
     @property
     def calib(self):
         """MixDiT's calibration, on FP32 samples of seeds 100000 + i (never evaluated)."""
-        from golden.quality import Calibration, cache_key, calibrate
+        from golden.quality.sampling import Calibration, cache_key, calibrate
 
         if self._calib is None:
             a = self.args
@@ -155,9 +155,9 @@ class Evaluator:
         import numpy as np
         from threadpoolctl import threadpool_limits
 
-        from golden import quality
+        from golden.quality import sampling
 
-        scheme = scheme or {**quality.SCHEMES, **quality.TABLE_I}[key]
+        scheme = scheme or {**sampling.SCHEMES, **sampling.TABLE_I}[key]
         f = self.cache / f"eval-{self._key(scheme=dataclasses.asdict(scheme))}.json"
         if f.is_file():
             return json.loads(f.read_text())
@@ -165,7 +165,7 @@ class Evaluator:
         ref = None if scheme.kind == "fp32" else self.reference()
         calib = self.calib if scheme.is_mixdit else None
         with threadpool_limits(1):
-            res, imgs = quality.evaluate(self.model, scheme, a.samples, calib, a.guidance,
+            res, imgs = sampling.evaluate(self.model, scheme, a.samples, calib, a.guidance,
                                          a.steps, ref, a.batch, Progress(a.samples, scheme.name),
                                          a.emulation)
         if scheme.kind == "fp32":
@@ -191,7 +191,7 @@ def run(args) -> int:
     import json
 
     from ..tables import print_table
-    from golden import quality
+    from golden.quality import sampling
 
     chosen = chosen_p(args.tune_dir)
     p1 = args.p1 if args.p1 is not None else (chosen[0] if chosen else 0.05)
@@ -205,7 +205,7 @@ def run(args) -> int:
         keys += ["mx9w-mx6a"]
     rows, out = [], []
     for k in keys:
-        r = ev.run_scheme(k, quality.mixdit_scheme(p1, p2) if k == "mixdit" else None)
+        r = ev.run_scheme(k, sampling.mixdit_scheme(p1, p2) if k == "mixdit" else None)
         out.append(r)
         pp = "-" if r["p1"] is None else f"({r['p1']:.0%}, {r['p2']:.0%})"
         rmse = "-" if r["rmse_vs_fp32"] is None else f"{r['rmse_vs_fp32']:.4f}"

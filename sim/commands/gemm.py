@@ -1,4 +1,4 @@
-"""``mixdit gemm``: run an MX GEMM on the array's RTL and check it bit for bit (DESIGN §3, §6)."""
+"""``mixdit gemm``: run an MX GEMM on the array's RTL and check it bit for bit (spec §3, §6)."""
 
 from ..errors import CheckFailed, UsageError
 from ..inputs import load_array
@@ -9,11 +9,11 @@ def register(sub, formatter_class) -> None:
         "gemm", formatter_class=formatter_class,
         help="run C = A @ W.T on the systolic array's RTL, checked bit for bit against golden",
         description=(
-            "Quantize A (float32 [M, K]) and W (float32 [N, K]) per DESIGN §1.1, run the GEMM on\n"
+            "Quantize A (float32 [M, K]) and W (float32 [N, K]) per spec §1.1, run the GEMM on\n"
             "the R x C array's RTL through the file-driven harness (Verilator or Icarus), check\n"
             "the RTL's FP32 result against the golden model bit for bit (exit 1 if they differ),\n"
             "write it to C and print the cycles and the PE utilization. With --a-mx9-groups G\n"
-            "the last G groups of A's K axis are MX9 (MixDiT's placement, DESIGN §4)."))
+            "the last G groups of A's K axis are MX9 (MixDiT's placement, spec §4)."))
     p.add_argument("--a", required=True, metavar="A.npy", help="activations, float [M, K]")
     p.add_argument("--w", required=True, metavar="W.npy", help="weights, float [N, K]")
     p.add_argument("--out", required=True, metavar="C.npy", help="RTL result, float32 [M, N]")
@@ -22,7 +22,7 @@ def register(sub, formatter_class) -> None:
                    help="put the last G groups of A in MX9 (the rest in --a-fmt)")
     p.add_argument("--w-fmt", choices=("mx6", "mx9"), default="mx6", help="format of W's groups")
     p.add_argument("--rounding", choices=("trunc", "rne"), default="trunc",
-                   help="element rounding of the quantizer (DESIGN §1.1)")
+                   help="element rounding of the quantizer (spec §1.1)")
     p.add_argument("--sim", default="verilator", metavar="{verilator,icarus}",
                    help="simulator of the harness")
     p.add_argument("--rows", type=int, default=16, help="array rows R")

@@ -1,8 +1,8 @@
 """``mixdit perf``: peak throughput, per-step and per-image latency, speedup over the RTX 3090.
 
 Reproduces the paper's Table II peak figures and Fig. 11 speedups from the cycle model
-(:mod:`golden.perf`), the workloads' real GEMM shapes (:mod:`golden.workloads`) and a roofline
-model of the GPU (:mod:`golden.gpu`); see DESIGN §3 and §4.
+(:mod:`golden.perf.accelerator`), the workloads' real GEMM shapes (:mod:`golden.perf.workloads`) and a roofline
+model of the GPU (:mod:`golden.perf.gpu`); see spec §3 and §4.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ PAPER_SPEEDUP = {"DiT-XL/2-256": 2.10, "DiT-XL/2-512": 2.23, "SD3-medium-1024": 
                  "PixArt-Sigma-1024": 5.32}
 PAPER_P = {"DiT-XL/2-256": (0.0, 0.0), "DiT-XL/2-512": (0.01, 0.0),
            "SD3-medium-1024": (0.05, 0.20), "PixArt-Sigma-1024": (0.01, 0.20)}
-#: Table II: peak TOPS in MX9 (given) and in MX6 (four times, from DESIGN §2.2's cycles).
+#: Table II: peak TOPS in MX9 (given) and in MX6 (four times, from spec §2.2's cycles).
 PAPER_PEAK = {("mx9", "mx9"): 262, ("mx6", "mx6"): 1049}
 
 
@@ -58,7 +58,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..tables import print_table
-    from golden import gpu, perf, workloads
+    from golden.perf import accelerator, gpu, workloads
 
     if not 0 < args.gpu_eff <= 1 or not 0 < args.gpu_mem_eff <= 1:
         raise UsageError(f"--gpu-eff and --gpu-mem-eff must lie in (0, 1], not "
@@ -72,22 +72,22 @@ def run(args) -> int:
                          f"{args.bandwidth}")
     if args.gemms is not None and args.gemms not in workloads.WORKLOADS:
         raise UsageError(f"unknown model {args.gemms!r}; known: {', '.join(workloads.WORKLOADS)}")
-    cfg = dataclasses.replace(perf.PAPER_CONFIG, arrays=args.arrays,
+    cfg = dataclasses.replace(accelerator.PAPER_CONFIG, arrays=args.arrays,
                               dram_bytes_per_s=args.bandwidth * 1e9)
     card = dataclasses.replace(gpu.RTX_3090, compute_eff=args.gpu_eff,
                                memory_eff=args.gpu_mem_eff)
     report: dict = {"config": dataclasses.asdict(cfg), "gpu": dataclasses.asdict(card),
-                    "cycle_model": perf.CYCLE_MODEL}
+                    "cycle_model": accelerator.CYCLE_MODEL}
 
     print(f"Accelerator: {cfg.arrays} arrays of {cfg.rows}x{cfg.cols} PEs, "
           f"{cfg.freq_hz / 1e6:.0f} MHz, {cfg.dram_bytes_per_s / 1e9:.0f} GB/s, "
           f"{cfg.onchip_bytes / 2**20:.0f} MB on chip (paper Table II)")
-    print(f"Cycle model per array: {perf.CYCLE_MODEL}")
+    print(f"Cycle model per array: {accelerator.CYCLE_MODEL}")
     rows = []
     for fa, fw in (("mx9", "mx9"), ("mx9", "mx6"), ("mx6", "mx6")):
-        tops = perf.peak_tops(fa, fw, cfg)
+        tops = accelerator.peak_tops(fa, fw, cfg)
         paper = PAPER_PEAK.get((fa, fw))
-        rows.append([f"{fa.upper()} x {fw.upper()}", perf.group_cycles(fa, fw), f"{tops:.1f}",
+        rows.append([f"{fa.upper()} x {fw.upper()}", accelerator.group_cycles(fa, fw), f"{tops:.1f}",
                      "-" if paper is None else str(paper)])
         report.setdefault("peak_tops", {})[f"{fa}x{fw}"] = tops
     print("\nPeak throughput (2 ops per MAC)")
@@ -103,8 +103,8 @@ def run(args) -> int:
         p1, p2 = PAPER_P[name]
         p1 = p1 if args.p1 is None else args.p1
         p2 = p2 if args.p2 is None else args.p2
-        precs = (perf.FP_MX9, perf.FP_MX6, perf.mixdit(p1, p2))
-        times = {pr.name: perf.workload_latency(w, pr, cfg) for pr in precs}
+        precs = (accelerator.FP_MX9, accelerator.FP_MX6, accelerator.mixdit(p1, p2))
+        times = {pr.name: accelerator.workload_latency(w, pr, cfg) for pr in precs}
         g16 = gpu.step_time(w, card, "fp16")
         g8 = gpu.step_time(w, card, "int8")
         mix = times[precs[2].name]

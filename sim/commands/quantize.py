@@ -12,7 +12,7 @@ def register(sub, formatter_class) -> None:
             "Quantize X (a float .npy array, grouped in 16s along its last axis) and print the\n"
             "error of the dequantized result against X: relative Frobenius error, SQNR in dB and\n"
             "max abs error. 'mixdit' calibrates the mean |x| of each channel on X itself, sorts\n"
-            "the channels (DESIGN §4) and puts the last ceil(p1*K/16) groups in MX9, the rest in\n"
+            "the channels (spec §4) and puts the last ceil(p1*K/16) groups in MX9, the rest in\n"
             "MX6."))
     p.add_argument("--in", dest="inp", required=True, metavar="X.npy", help="input tensor")
     p.add_argument("--fmt", required=True, choices=("mx6", "mx9", "mx4", "mixdit"),
@@ -20,7 +20,7 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--p1", type=float, default=0.05,
                    help="share of channels in MX9 for --fmt mixdit, in [0, 1]")
     p.add_argument("--rounding", choices=("trunc", "rne"), default="trunc",
-                   help="element rounding (DESIGN §1.1)")
+                   help="element rounding (spec §1.1)")
     p.add_argument("--out", metavar="F.npz",
                    help="write the MX fields (exp, micro, sign, mant, fmt codes), the channel "
                         "order (perm) and the dequantized tensor")
@@ -30,7 +30,8 @@ def register(sub, formatter_class) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from golden import metrics, mixdit, mx
+    from golden import mixdit, mx
+    from golden.quality import metrics
 
     check_fraction(args.p1, "--p1")
     x = load_array(args.inp, "input")

@@ -1,4 +1,4 @@
-"""``mixdit simulate-layer``: a real DiT layer (or block) on the RTL, bit-exact (DESIGN §4-§7)."""
+"""``mixdit simulate-layer``: a real DiT layer (or block) on the RTL, bit-exact (spec §4-§7)."""
 
 from ..errors import UsageError
 
@@ -8,7 +8,7 @@ check every result bit for bit against the golden model (exit 1 at the first dif
 
 Activations are captured now from the checkpoint (classes 3 and 7, seed 0; DDIM-25 with guidance 2)
 or read from a capture file (--activations, see 'mixdit capture'). The layer's MixDiT plan is
-calibrated on them for the timestep (DESIGN §4): channel order and MX6/MX9 map of A for linear
+calibrated on them for the timestep (spec §4): channel order and MX6/MX9 map of A for linear
 layers, head-wise formats for attention. Linear layers (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) run
 as one GEMM, the bias added on the host in FP32; attention (blocks.N.attn) runs QK^T and
 softmax(.)V per image and head, the softmax on the host in FP32. The GEMMs run on the array's
@@ -43,7 +43,7 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--p1", type=float, default=0.05, help="share of A's channels in MX9")
     p.add_argument("--p2", type=float, default=0.2, help="share of attention heads in MX9")
     p.add_argument("--rounding", default="trunc", metavar="{trunc,rne}",
-                   help="quantizer rounding (DESIGN §1.1)")
+                   help="quantizer rounding (spec §1.1)")
     p.add_argument("--sim", default="verilator", metavar="{verilator,icarus}",
                    help="simulator of the array harness")
     p.add_argument("--rows", type=int, default=16, help="array rows R")

@@ -1,7 +1,7 @@
-"""``mixdit tune``: MixDiT's offline hyperparameter search (paper §III-B, Fig. 8; DESIGN §4).
+"""``mixdit tune``: MixDiT's offline hyperparameter search (paper §III-B, Fig. 8; spec §4).
 
 Sweeps (p1, p2), scores each point by ``quality * latency ** alpha`` (quality: the Frechet
-distance of :mod:`golden.quality`; latency: :mod:`golden.perf` on the shipped DiT's own GEMM
+distance of :mod:`golden.quality.sampling`; latency: :mod:`golden.perf.accelerator` on the shipped DiT's own GEMM
 shapes), picks the minimum and writes it with the reordering tables it implies.
 """
 
@@ -43,7 +43,8 @@ def run(args) -> int:
     import numpy as np
 
     from ..tables import print_table
-    from golden import perf, quality, workloads
+    from golden.perf import accelerator, workloads
+    from golden.quality import sampling
     from golden.mixdit import linear_formats
 
     if args.alpha < 0:
@@ -51,13 +52,13 @@ def run(args) -> int:
     if args.arrays < 1:
         raise UsageError(f"--arrays must be positive, not {args.arrays}")
     ev = Evaluator(args)
-    cfg = dataclasses.replace(perf.PAPER_CONFIG, arrays=args.arrays)
+    cfg = dataclasses.replace(accelerator.PAPER_CONFIG, arrays=args.arrays)
     work = workloads.from_dit_config(ev.model.cfg)
     points = []
     for p2 in P2_GRID:
         for p1 in P1_GRID:
-            r = ev.run_scheme("mixdit", quality.mixdit_scheme(p1, p2))
-            lat = perf.workload_latency(work, perf.mixdit(p1, p2), cfg).image_s
+            r = ev.run_scheme("mixdit", sampling.mixdit_scheme(p1, p2))
+            lat = accelerator.workload_latency(work, accelerator.mixdit(p1, p2), cfg).image_s
             score = r["frechet"] * lat ** args.alpha
             points.append({"p1": p1, "p2": p2, "frechet": r["frechet"],
                            "accuracy": r["accuracy"], "latency_s": lat, "score": score})

@@ -1,4 +1,4 @@
-"""The fast, file-driven harness for layer-sized GEMMs on the array (DESIGN §3, §6).
+"""The fast, file-driven harness for layer-sized GEMMs on the array (spec §3, §6).
 
 :func:`run_gemm` writes A, W and the per-group formats as ``$readmemh`` images in the §1.2 layout,
 builds the SystemVerilog testbench ``gemm_tb.sv`` around the array's emitted Verilog (once per
@@ -233,7 +233,7 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
              sim: str = "verilator", vcd: "str | Path | None" = None, gap: int = 0,
              stall: int = 0, seed: int = 1, timeout_s: "float | None" = None,
              workdir: "str | Path | None" = None) -> HarnessResult:
-    """Run ``a @ w.T`` on the array's RTL through the file-driven harness (DESIGN §3, §6).
+    """Run ``a @ w.T`` on the array's RTL through the file-driven harness (spec §3, §6).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-// File-driven testbench of the GEMM array (hw/sequencer.py), DESIGN §6: stimulus and results
+// File-driven testbench of the GEMM array (hw/sequencer.py), spec §6: stimulus and results
 // travel as $readmemh/$writememh images in the §1.2 layout. Built with `verilator --binary` or
 // Icarus Verilog (-g2012) by sim/harness/__init__.py, which passes the array's size and the
 // memory depths as macros and the GEMM as plusargs:

@@ -1,9 +1,9 @@
 """Roofline model of the RTX 3090, the paper's speedup baseline (paper §IV, §V, Fig. 11).
 
 Each GEMM takes ``max(2 * MACs / (peak * compute_eff), bytes / (bandwidth * memory_eff))``; a
-step is the sum over its GEMMs (the same GEMM list as the accelerator, :mod:`golden.workloads`).
+step is the sum over its GEMMs (the same GEMM list as the accelerator, :mod:`golden.perf.workloads`).
 Host-side operations (softmax, layer norm, GELU, residuals) are left out on both sides, so the
-speedups are GEMM-only: the accelerator's offload changes only GEMMs (DESIGN §4).
+speedups are GEMM-only: the accelerator's offload changes only GEMMs (spec §4).
 
 Published figures (NVIDIA Ampere GA102 GPU architecture whitepaper, appendix A, GeForce RTX 3090;
 quoted from the project engineers' knowledge of it, dense figures, sparsity doubles them):

@@ -6,14 +6,14 @@ guidance scale 4.0 for DiT-XL, 5.0 for SD3; PixArt-Sigma uses guidance too). A G
 ``M x K x N`` with ``K`` the reduction axis, repeated ``count`` times (heads times batch, or the
 layer's repetition over blocks).
 
-Kinds (DESIGN §4):
+Kinds (spec §4):
 
 - ``"linear"``: weight-activation GEMMs (QKV, projections, FFN, adaLN, embedders). Under MixDiT
   the last ``ceil(p1 * K / 16)`` groups of A are MX9 and W is MX6.
 - ``"attention"``: activation-activation GEMMs (Q K^T and P V of one head). Under MixDiT the top
   ``ceil(p2 * heads)`` heads run with MX9 operands, the others with MX6.
 
-Softmax, layer norm, GELU, adaLN modulation and residual adds are host operations (DESIGN §4) and
+Softmax, layer norm, GELU, adaLN modulation and residual adds are host operations (spec §4) and
 do not appear here.
 
 Architectural numbers and their sources

@@ -1,19 +1,19 @@
 """Sampling the shipped DiT with every accelerator GEMM quantized, and scoring the images.
 
-Paper §V, Table I and Table III, on the project's own DiT (DESIGN §7). Every GEMM the accelerator
-runs (``attn.qkv``, ``attn.proj``, ``mlp.fc1``, ``mlp.fc2``, Q K^T and P V of every head; DESIGN
+Paper §V, Table I and Table III, on the project's own DiT (spec §7). Every GEMM the accelerator
+runs (``attn.qkv``, ``attn.proj``, ``mlp.fc1``, ``mlp.fc2``, Q K^T and P V of every head; spec
 §4) is replaced through :func:`golden.dit.replace_linears` and
 :func:`golden.dit.set_attention_matmuls`; biases, softmax, norms, GELU and adaLN stay FP32 on the
 host. The adaLN and embedding linears stay FP32 here, as in :data:`golden.dit.GEMM_LAYERS`.
 
 Schemes (:class:`Scheme`):
 
-- MX (``"mx"``): A and W quantized by :func:`golden.mx.quantize` (truncation, DESIGN §1.1) and
+- MX (``"mx"``): A and W quantized by :func:`golden.mx.quantize` (truncation, spec §1.1) and
   multiplied by the golden GEMM, bit-exact (:func:`golden.gemm.mx_matmul` for linears,
   :func:`mx_matmul_batched` for the per-head products, equal to it slice by slice). MixDiT
-  (DESIGN §4): a channel order and the MX9 group count per (layer, timestep), calibrated on FP32
+  (spec §4): a channel order and the MX9 group count per (layer, timestep), calibrated on FP32
   samples of separate seeds; the top ``ceil(p2 * heads)`` heads by Q/K magnitude in MX9.
-- INT (``"int"``, Q-DiT / ViDiT-Q style): :mod:`golden.baselines` per-output-channel weights and
+- INT (``"int"``, Q-DiT / ViDiT-Q style): :mod:`golden.quality.baselines` per-output-channel weights and
   per-token activations (both operands of attention per token), fake-quantized, FP32 matmul.
   The baselines' extra machinery (Q-DiT's group search, ViDiT-Q's channel balancing) is not
   reproduced, only their number format and granularity.
@@ -35,11 +35,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .baselines import fp4_e2m1, int_activation, int_weight
-from .formats import EXP_BIAS
-from .fp32 import CANONICAL_NAN, fp32_add, scale_exact
-from .gemm import mx_matmul, signed_operand
-from .mixdit import channel_order, head_formats, linear_formats
-from .mx import MXTensor, quantize
+from ..formats import EXP_BIAS
+from ..fp32 import CANONICAL_NAN, fp32_add, scale_exact
+from ..gemm import mx_matmul, signed_operand
+from ..mixdit import channel_order, head_formats, linear_formats
+from ..mx import MXTensor, quantize
 
 __all__ = ["Scheme", "SCHEMES", "TABLE_I", "mixdit_scheme", "mx_matmul_batched", "Calibration",
            "calibrate", "QuantizedDiT", "sample", "score", "evaluate", "EvalResult", "cache_key",
@@ -79,7 +79,7 @@ class Scheme:
 
 
 def mixdit_scheme(p1: float, p2: float) -> Scheme:
-    """MixDiT at ``(p1, p2)``: W MX6, A MX6 with the top ``p1`` channels MX9 (DESIGN §4)."""
+    """MixDiT at ``(p1, p2)``: W MX6, A MX6 with the top ``p1`` channels MX9 (spec §4)."""
     for p, what in ((p1, "p1"), (p2, "p2")):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{what} must lie in [0, 1], not {p!r}")
@@ -113,7 +113,7 @@ def mx_matmul_batched(a: MXTensor, w: MXTensor) -> np.ndarray:
     Returns
     -------
     numpy.ndarray of float32, shape ``[..., M, N]``
-        One FP32 add per group in increasing K order (DESIGN §2.1, §1.3). Each group sum is an
+        One FP32 add per group in increasing K order (spec §2.1, §1.3). Each group sum is an
         integer below 2^21, exact in a float32 batched matmul whatever its summation order.
     """
     if a.shape[:-2] != w.shape[:-2] or a.groups != w.groups:
@@ -138,7 +138,7 @@ def mx_matmul_batched(a: MXTensor, w: MXTensor) -> np.ndarray:
 
 @dataclass
 class Calibration:
-    """Per (layer, step) channel magnitudes and per (attention, step) head scores (DESIGN §4).
+    """Per (layer, step) channel magnitudes and per (attention, step) head scores (spec §4).
 
     Attributes
     ----------
@@ -186,8 +186,8 @@ def calibrate(model, labels: Sequence[int], seeds: Sequence[int], guidance: floa
     """Sample in FP32 and record the calibration statistics of every accelerator GEMM input."""
     import torch
 
-    from .dit import ddim_sample
-    from .dit.model import GEMM_LAYERS, SplitHeads
+    from ..dit import ddim_sample
+    from ..dit.model import GEMM_LAYERS, SplitHeads
 
     step = _Step()
     sums: dict[str, np.ndarray] = {}
@@ -332,7 +332,7 @@ class QuantizedDiT:
         Needed by MixDiT schemes.
     emulation : str
         ``"exact"``: MX GEMMs through the bit-exact golden model; ``"fake"``: the same quantized
-        operands dequantized (exactly, DESIGN §1.1) and multiplied by a float32 BLAS matmul, which
+        operands dequantized (exactly, spec §1.1) and multiplied by a float32 BLAS matmul, which
         differs from the accelerator only in the FP32 accumulation order (about 40x faster;
         ``tests/test_quality.py`` bounds the difference).
     """
@@ -341,7 +341,7 @@ class QuantizedDiT:
                  emulation: str = "fake") -> None:
         import copy
 
-        from .dit import replace_linears, set_attention_matmuls
+        from ..dit import replace_linears, set_attention_matmuls
 
         if emulation not in EMULATIONS:
             raise ValueError(f"emulation must be one of {EMULATIONS}, not {emulation!r}")
@@ -374,7 +374,7 @@ def sample(model, scheme: Scheme, labels: Sequence[int], seeds: Sequence[int],
            batch: int = 100, progress: "Callable[[int], None] | None" = None,
            emulation: str = "fake") -> np.ndarray:
     """Class-conditional samples ``[n, C, H, W]`` of ``model`` under ``scheme`` (DDIM, CFG)."""
-    from .dit import ddim_sample
+    from ..dit import ddim_sample
 
     q = QuantizedDiT(model, scheme, calib, emulation)
     out = []
@@ -399,8 +399,8 @@ class EvalResult:
 
 def score(images: np.ndarray, labels: Sequence[int]) -> tuple[float, float]:
     """Classifier accuracy and Frechet distance to the real training digits."""
-    from .dit.data import load_digits_split
-    from .dit.metric import accuracy, features, frechet_distance, load_classifier
+    from ..dit.data import load_digits_split
+    from ..dit.metric import accuracy, features, frechet_distance, load_classifier
 
     clf = load_classifier()
     x_train, _, _, _ = load_digits_split()

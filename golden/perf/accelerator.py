@@ -1,18 +1,18 @@
-"""Cycle and latency model of the MixDiT accelerator (DESIGN §2.2, §3; paper §III-C, Table II).
+"""Cycle and latency model of the MixDiT accelerator (spec §2.2, §3; paper §III-C, Table II).
 
 Three levels:
 
-1. :func:`group_cycles`: cycles of one PE per K group pair, 4 / 8 / 16 (DESIGN §2.2).
+1. :func:`group_cycles`: cycles of one PE per K group pair, 4 / 8 / 16 (spec §2.2).
 2. :func:`array_gemm_cycles`: the exact cycles of one R x C array for an ``M x K x N`` GEMM with
    per-group precisions, as the RTL runs it: :func:`hw.cycles.gemm_cycles` of the systolic array
    issue, imported, ``S + (T - 1) * max(S, max(R, C)) + C + rows_L + 8`` with ``S = sum_k c_k``
-   (``cbar * Kg`` of DESIGN §3) and ``T`` tiles: DESIGN §3's target, fill and drain paid once.
+   (``cbar * Kg`` of spec §3) and ``T`` tiles: spec §3's target, fill and drain paid once.
 3. :func:`gemm_latency` and :func:`workload_latency`: the paper's configuration (Table II: 1024
    arrays of 16 x 16 PEs at 500 MHz, 936 GB/s, 28 MB on chip). A GEMM's output tiles are spread
    over the arrays; its time is the larger of the compute time and the time its operands take
    over the memory interface (a roofline: double buffering overlaps the two).
 
-Precision of a GEMM under a :class:`Precision` (DESIGN §4): for linear layers W is ``linear_w``
+Precision of a GEMM under a :class:`Precision` (spec §4): for linear layers W is ``linear_w``
 and A is ``linear_a`` except its last ``ceil(p1 * K / 16)`` groups, which are MX9; for attention
 the top ``ceil(p2 * heads)`` heads run MX9 x MX9 and the rest ``attention`` x ``attention``.
 """
@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .formats import GROUP_SIZE, MX6, MX9, format_of
+from ..formats import GROUP_SIZE, MX6, MX9, format_of
 from .workloads import Gemm, Workload
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "element_bits", "CYCLE_MODEL",
 ]
 
-#: PE cycles per group pair (DESIGN §2.2): the four 4x4 multipliers form 4, 2 or 1 products a
+#: PE cycles per group pair (spec §2.2): the four 4x4 multipliers form 4, 2 or 1 products a
 #: cycle for MX6 x MX6, MX9 x MX6 (either order) and MX9 x MX9.
 GROUP_CYCLES = {("mx6", "mx6"): 4, ("mx6", "mx9"): 8, ("mx9", "mx6"): 8, ("mx9", "mx9"): 16}
 
@@ -43,7 +43,7 @@ CYCLE_MODEL = ("hw.cycles.gemm_cycles (the RTL's exact count): "
 
 
 def group_cycles(fmt_a: str, fmt_w: str) -> int:
-    """PE cycles for one group pair of formats ``fmt_a`` x ``fmt_w`` (DESIGN §2.2)."""
+    """PE cycles for one group pair of formats ``fmt_a`` x ``fmt_w`` (spec §2.2)."""
     key = (format_of(fmt_a).name, format_of(fmt_w).name)
     if key not in GROUP_CYCLES:
         raise ValueError(f"The PE computes MX6 and MX9 groups, not {key[0]} x {key[1]}")
@@ -70,7 +70,7 @@ def array_gemm_cycles(m: int, k: int, n: int, a_formats: "str | Sequence[str]" =
                       w_formats: "str | Sequence[str]" = "mx6", rows: int = 16,
                       cols: int = 16) -> int:
     """Exact cycles of one ``rows x cols`` array for ``[M, K] x [K, N]``: the RTL's own count,
-    :func:`hw.cycles.gemm_cycles` (DESIGN §3)."""
+    :func:`hw.cycles.gemm_cycles` (spec §3)."""
     from dataclasses import replace
 
     from hw.config import ArrayConfig
@@ -131,7 +131,7 @@ def peak_tops(fmt_a: str, fmt_w: str, cfg: AcceleratorConfig = PAPER_CONFIG) -> 
 
 @dataclass(frozen=True)
 class Precision:
-    """Formats of every GEMM of a workload (DESIGN §4).
+    """Formats of every GEMM of a workload (spec §4).
 
     Attributes
     ----------
@@ -188,13 +188,13 @@ def mixdit(p1: float, p2: float) -> Precision:
 
 
 def element_bits(fmts: Sequence[str]) -> float:
-    """Mean storage bits per element of groups in ``fmts`` (DESIGN §1.2: 96 or 144 per 16)."""
+    """Mean storage bits per element of groups in ``fmts`` (spec §1.2: 96 or 144 per 16)."""
     return sum(format_of(f).group_bits for f in fmts) / (GROUP_SIZE * len(fmts))
 
 
 @dataclass(frozen=True)
 class GemmTime:
-    """Latency of one :class:`~golden.workloads.Gemm` (all its instances) on the accelerator.
+    """Latency of one :class:`~golden.perf.workloads.Gemm` (all its instances) on the accelerator.
 
     Attributes
     ----------
@@ -276,7 +276,7 @@ def gemm_latency(g: Gemm, prec: Precision, cfg: AcceleratorConfig = PAPER_CONFIG
     output tiles of all ``g.parallel`` instances are dealt out over ``cfg.arrays`` arrays, and
     the fill and drain are paid once (:func:`repetition_cycles`). Off-chip traffic per repetition: A (when
     ``g.a_in_dram``), W or the second activation operand, and the result (when
-    ``g.out_in_dram``, written by the MX converter at A's mean bits per element, DESIGN §5).
+    ``g.out_in_dram``, written by the MX converter at A's mean bits per element, spec §5).
     """
     groups = -(-g.k // GROUP_SIZE)
     tiles_each = -(-g.m // cfg.rows) * -(-g.n // cfg.cols)

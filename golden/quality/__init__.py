@@ -1,0 +1,8 @@
+"""Image quality of the DiT under quantization: not bit-exact hardware, accuracy only.
+
+Modules
+-------
+sampling   sampling the DiT with every GEMM quantized, calibration and its cache (Tables I, III)
+metrics    error of a quantized result against its FP32 reference
+baselines  the INT-n and FP4 quantizers the paper compares MixDiT with
+"""
