@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 import sim.harness
+from golden import gemm
 from golden.dit.capture import FIXTURE_PATH
 from golden.dit.checkpoint import CHECKPOINT_PATH
 from sim import cli, report
 from sim.errors import CheckFailed
+from sim.harness import HarnessResult
 
 SMALL = ["--rows", "4", "--cols", "4", "--sim", "icarus"]
 
@@ -259,3 +261,52 @@ def test_wrote_names_the_real_file(files, capsys):
     assert rc == 0
     assert f"wrote    {files / 'fields.npz'}" in capsys.readouterr().out
     assert (files / "fields.npz").is_file() and not (files / "fields").exists()
+
+
+def _fake_harness(monkeypatch, flip: bool):
+    """``run_gemm`` replaced by the golden GEMM (one bit flipped with ``flip``): the command's
+    own logic, without a simulator."""
+    from hw.cycles import gemm_cycles
+
+    def fake(a, w, config, sim, vcd=None):
+        c = gemm.mx_matmul(a, w).copy()
+        if flip:
+            c.view(np.uint32)[0, 0] ^= np.uint32(1)
+        cyc = gemm_cycles(a.shape[0], 16 * a.groups, w.shape[0], list(a.formats),
+                          list(w.formats), config)
+        return HarnessResult(c, cyc, "icarus", 0.5, 7.0)
+
+    monkeypatch.setattr(sim.harness, "run_gemm", fake)
+
+
+def test_gemm_wrote_names_the_real_file_and_rate_counts_simulation_only(files, capsys,
+                                                                          monkeypatch):
+    _fake_harness(monkeypatch, flip=False)
+    out = files / "C.result"
+    rc = cli.main(["gemm", "--a", str(files / "x.npy"), "--w", str(files / "x.npy"), "--out",
+                   str(out), *SMALL])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert f"wrote    {out}.npy" in text and (files / "C.result.npy").is_file()
+    # The rate divides the cycles by the simulation's 0.5 s, not by the 7 s build.
+    cycles = int(text.split("cycles   ")[1].split()[0].replace(",", ""))
+    assert f"{cycles / 0.5:,.0f} simulated cycles per second of simulation" in text
+
+
+def test_gemm_mismatch_is_exit_1(files, capsys, monkeypatch):
+    _fake_harness(monkeypatch, flip=True)
+    rc, err = run(capsys, "gemm", "--a", str(files / "x.npy"), "--w", str(files / "x.npy"),
+                  "--out", str(files / "C2.npy"), *SMALL)
+    assert rc == 1 and "CHECK FAILED" in one_line(err) and "C[0, 0]" in err
+    assert not (files / "C2.npy").exists()
+
+
+def test_unwritable_output_is_exit_2_at_once(files, capsys, monkeypatch):
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(files) else
+                        real(p, mode))
+    rc, err = run(capsys, "gemm", "--a", str(files / "x.npy"), "--w", str(files / "x.npy"),
+                  "--out", str(files / "C3.npy"), *SMALL)
+    assert rc == 2 and "not writable" in one_line(err)
