@@ -80,8 +80,9 @@ def check_float_array(arr: np.ndarray, what: str, *, finite: "bool | str" = True
             out = arr.astype(np.float32)
         over = np.isinf(out) & np.isfinite(arr)
         if over.any():
-            big = float(np.abs(arr[over]).max())
-            raise UsageError(f"{what} holds {int(over.sum())} {arr.dtype} values beyond the FP32 "
+            big, n = float(np.abs(arr[over]).max()), int(over.sum())
+            raise UsageError(f"{what} holds {n} {arr.dtype} value{'s' if n != 1 else ''} beyond "
+                             "the FP32 "
                              f"range (largest magnitude {big:.6g} > {_FP32_MAX:.6g}); the "
                              "accelerator's inputs are FP32")
     else:
@@ -93,8 +94,9 @@ def check_float_array(arr: np.ndarray, what: str, *, finite: "bool | str" = True
                 raise UsageError(f"{what} holds no finite value (only NaN or Inf): every MX group "
                                  "would be a NaN group, so the result says nothing")
         elif bad.any():
-            raise UsageError(f"{what} holds {int(bad.sum())} NaN or Inf values; the error figures "
-                             "would be meaningless")
+            n = int(bad.sum())
+            raise UsageError(f"{what} holds {n} NaN or Inf value{'s' if n != 1 else ''}; the "
+                             "error figures would be meaningless")
     return out
 
 
