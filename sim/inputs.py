@@ -82,9 +82,8 @@ def check_float_array(arr: np.ndarray, what: str, *, finite: "bool | str" = True
         if over.any():
             big, n = float(np.abs(arr[over]).max()), int(over.sum())
             raise UsageError(f"{what} holds {n} {arr.dtype} value{'s' if n != 1 else ''} beyond "
-                             "the FP32 "
-                             f"range (largest magnitude {big:.6g} > {_FP32_MAX:.6g}); the "
-                             "accelerator's inputs are FP32")
+                             f"the FP32 range (largest magnitude {big:.6g} > {_FP32_MAX:.6g}); "
+                             "the accelerator's inputs are FP32")
     else:
         out = arr.astype(np.float32)
     if finite:
