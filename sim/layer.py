@@ -38,7 +38,7 @@ from golden.quality import metrics
 from golden.formats import GROUP_SIZE, MX9
 from golden.gemm import mx_matmul
 from golden.layer import (
-    ATTN_KIND, BlockPlans, Executor, LayerName, Runner, block_params, calibrate_block,
+    ATTN_KIND, LINEAR_KINDS, BlockPlans, Executor, LayerName, Runner, block_params, calibrate_block,
     consumer_plan, run_block,
 )
 from golden.mx import MXTensor, pack, quantize
@@ -48,6 +48,7 @@ from .errors import CheckFailed, UsageError
 __all__ = [
     "CLASSES", "SEEDS", "Source", "load_source", "RTLBackend", "CheckedRunner",
     "reorder_stage", "simulate_layer", "simulate_block", "progress", "array_config",
+    "check_capture_block", "check_flip_used", "FLIP_ENVS",
 ]
 
 #: Classes and seeds of an on-the-fly capture (those of the fixture, golden.dit.capture).
@@ -55,6 +56,8 @@ CLASSES = (3, 7)
 SEEDS = (0,)
 _FLIP_ENV = "MIXDIT_TEST_FLIP_RTL"
 _FLIP_GROUP_ENV = "MIXDIT_TEST_FLIP_GROUP"
+#: The test hooks: (variable, count of integers, their names).
+FLIP_ENVS = ((_FLIP_ENV, 4, "gemm_index,row,col,bit"), (_FLIP_GROUP_ENV, 2, "index,bit"))
 
 
 def progress(msg: str) -> None:
@@ -137,26 +140,20 @@ def load_source(checkpoint: "str | None", activations: "str | None", block: int,
         For a missing checkpoint or capture file, a block or timestep that is not available
         (the message lists those that are).
     """
-    from golden.dit.capture import load_capture
-    from golden.dit.checkpoint import CHECKPOINT_PATH, load_model
+    from golden.dit.checkpoint import CHECKPOINT_PATH
     from golden.dit.diffusion import ddim_timesteps
+
+    from .inputs import load_capture, load_dit
 
     ckpt = Path(checkpoint) if checkpoint else CHECKPOINT_PATH
     if not ckpt.is_file():
         raise UsageError(f"no DiT checkpoint at {ckpt}; give --checkpoint PATH (the shipped one "
                          "is golden/dit/weights/dit_digits.safetensors)")
-    try:
-        model = load_model(ckpt)
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise UsageError(f"cannot load checkpoint {ckpt}: {str(exc).splitlines()[0]}") from None
+    # The capture first: its checks are cheap, loading the model is not.
+    acts = load_capture(activations) if activations else None
+    model = load_dit(ckpt)
     depth = len(model.blocks)
     if activations:
-        try:
-            acts = load_capture(activations)
-        except (FileNotFoundError, ValueError, OSError) as exc:
-            raise UsageError(f"cannot read capture {activations!r}: {exc}") from None
-        if "meta/timesteps" not in acts or "meta/blocks" not in acts:
-            raise UsageError(f"{activations!r} is not a capture (no meta/timesteps, meta/blocks)")
         blocks = [int(b) for b in acts["meta/blocks"]]
         steps = [int(t) for t in acts["meta/timesteps"]]
         origin = os.path.relpath(activations) if not os.path.relpath(activations).startswith(
@@ -174,11 +171,41 @@ def load_source(checkpoint: "str | None", activations: "str | None", block: int,
         where = "the capture" if activations else "the 25-step sampler"
         raise UsageError(f"timestep {timestep} is not in {where}; valid timesteps: "
                          f"{', '.join(map(str, steps))}")
+    if activations:
+        for b in (block, block + 1):
+            if b in blocks and b < depth:
+                check_capture_block(acts, model, b, timestep, str(activations))
     if not activations:
         progress(f"capturing blocks {block}{'' if block + 1 >= depth else f', {block + 1}'} at "
                  f"t={timestep} from {ckpt}")
         acts = _capture(model, [b for b in (block, block + 1) if b < depth], timestep)
     return Source(acts, model, blocks, steps, origin), timestep
+
+
+def check_capture_block(acts: dict, model, block: int, timestep: int, path: str) -> None:
+    """A :class:`UsageError` unless the capture holds every array of ``block`` at ``timestep``
+    with the shapes ``model`` needs: ``[..., K]`` linear inputs with the layer's K, and
+    ``[images, heads, tokens, head_dim]`` Q, K and V."""
+    params = block_params(model, block)
+    heads = params.num_heads
+    head_dim = params.weights["attn.qkv"].shape[1] // heads
+    for kind in LINEAR_KINDS:
+        w = params.weights[kind]
+        key = f"blocks.{block}.{kind}/t{timestep}"
+        if key not in acts:
+            raise UsageError(f"capture {path!r} lacks {key!r}")
+        x = acts[key]
+        if x.ndim < 2 or x.shape[-1] != w.shape[1]:
+            raise UsageError(f"capture {path!r}: {key!r} has shape {list(x.shape)}; the model's "
+                             f"{kind} needs [..., K] with K = {w.shape[1]}")
+    for part in "qkv":
+        key = f"blocks.{block}.attn.{part}/t{timestep}"
+        if key not in acts:
+            raise UsageError(f"capture {path!r} lacks {key!r}")
+        x = acts[key]
+        if x.ndim != 4 or x.shape[1] != heads or x.shape[3] != head_dim:
+            raise UsageError(f"capture {path!r}: {key!r} has shape {list(x.shape)}; the model "
+                             f"needs [images, {heads} heads, tokens, {head_dim}]")
 
 
 @dataclass
@@ -202,9 +229,10 @@ class RTLBackend:
     calls: int = 0
 
     def __post_init__(self) -> None:
-        env = os.environ.get(_FLIP_ENV)
-        if self.flip is None and env:
-            self.flip = tuple(int(v) for v in env.split(","))
+        from .inputs import env_ints
+
+        if self.flip is None:
+            self.flip = env_ints(_FLIP_ENV, 4, "gemm_index,row,col,bit")
 
     def __call__(self, a: MXTensor, w: MXTensor) -> tuple[np.ndarray, dict]:
         from sim.harness import HarnessError, SimulatorMissing, run_gemm
@@ -219,6 +247,10 @@ class RTLBackend:
         c = res.c.copy()
         if self.flip is not None and self.flip[0] == self.calls:
             _, i, j, bit = self.flip
+            if i >= c.shape[0] or j >= c.shape[1] or bit > 31:
+                raise UsageError(f"{_FLIP_ENV}={','.join(map(str, self.flip))}: GEMM "
+                                 f"{self.calls} is {c.shape[0]} x {c.shape[1]} FP32 results; "
+                                 "row, col or bit (0..31) out of range")
             c.view(np.uint32)[i, j] ^= np.uint32(1 << bit)
         self.calls += 1
         return c, {"cycles": res.cycles, "sim_s": res.sim_s, "build_s": res.build_s}
@@ -312,10 +344,26 @@ def reorder_stage(c: np.ndarray, perm: np.ndarray, fmts, banks: int,
     return words, cycles[0]
 
 
+def check_flip_used(backend: "RTLBackend") -> None:
+    """A :class:`UsageError` when the ``MIXDIT_TEST_FLIP_RTL`` hook names a GEMM that never ran
+    (a test hook that silently does nothing would make its test pass for the wrong reason)."""
+    if backend.flip is not None and backend.flip[0] >= backend.calls:
+        raise UsageError(f"{_FLIP_ENV}={','.join(map(str, backend.flip))}: GEMM index "
+                         f"{backend.flip[0]} never ran (the run had {backend.calls} GEMM(s))")
+
+
 def _check_groups(name: str, words: list[int], c: np.ndarray, perm, fmts, rounding: str) -> None:
-    env = os.environ.get(_FLIP_GROUP_ENV)
-    if env:
-        idx, bit = (int(v) for v in env.split(","))
+    from golden.formats import MAX_GROUP_BITS
+
+    from .inputs import env_ints
+
+    flip = env_ints(_FLIP_GROUP_ENV, 2, "index,bit")
+    if flip is not None:
+        idx, bit = flip
+        if idx >= len(words) or bit > MAX_GROUP_BITS:
+            raise UsageError(f"{_FLIP_GROUP_ENV}={idx},{bit}: the layer gave {len(words)} words "
+                             f"of {MAX_GROUP_BITS + 1} bits (tag included); index or bit out of "
+                             "range")
         words[idx] ^= 1 << bit
     ref = pack(quantize(c[:, perm], list(fmts), rounding)).reshape(-1)
     groups = len(fmts)
@@ -426,7 +474,10 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
     schemes = ("mixdit", "mx6", "mx9", "fp32")
     sliced = False
     if layer.is_attention:
-        q, k, v = (src.acts[key(f"attn.{x}")][:images] for x in "qkv")
+        q, k, v = (src.acts[key(f"attn.{x}")] for x in "qkv")
+        _check_slice("--images", images, q.shape[0], f"images of {layer} at t={timestep}")
+        _check_slice("--tokens", tokens, q.shape[2], f"query tokens of {layer} at t={timestep}")
+        q, k, v = q[:images], k[:images], v[:images]
         q = q[:, :, :tokens]
         ex = Executor("mixdit", plans, rounding, runner)
         out = ex.attention(str(layer), q, k, v)
@@ -438,6 +489,11 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
     else:
         x = src.acts[key(layer.kind)]
         x = x.reshape(-1, x.shape[-1])
+        if images is not None:
+            raise UsageError(f"--images applies to attention (blocks.N.attn), not to {layer}")
+        _check_slice("--tokens", tokens, x.shape[0], f"rows of A of {layer} at t={timestep}")
+        _check_slice("--out-channels", out_channels, params.weights[layer.kind].shape[0],
+                     f"output channels of {layer}")
         if tokens is not None:
             x = x[:tokens]
         w = params.weights[layer.kind][:out_channels]
@@ -449,6 +505,7 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
         outs = {s: e.linear(str(layer), x, w, b) for s, e in others.items()}
         flat = runner.records[0].c
         shape = f"{x.shape[0]} x {x.shape[1]} x {w.shape[0]} (M x K x N)"
+    check_flip_used(runner.backend)
     ref = outs.pop("fp32")
     cycles = {"mixdit": _model_cycles(runner.records, config)}
     for s in ("mx6", "mx9"):
@@ -487,6 +544,14 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
     return report
 
 
+def _check_slice(option: str, value: "int | None", available: int, what: str) -> None:
+    """A :class:`UsageError` when a quick-run slice asks for more than there is (it would
+    otherwise be clamped silently)."""
+    if value is not None and value > available:
+        raise UsageError(f"{option} {value} exceeds the {available} {what}; give 1..{available} "
+                         "or leave it out")
+
+
 def simulate_block(src: Source, block: int, timestep: int, *, p1: float, p2: float,
                    rounding: str, config, sim: str) -> dict:
     """Run a whole block with every GEMM on the RTL and check its output against the golden run
@@ -501,6 +566,7 @@ def simulate_block(src: Source, block: int, timestep: int, *, p1: float, p2: flo
     params = block_params(src.model, block)
     runner = CheckedRunner(RTLBackend(config, sim))
     out = run_block(x, c, params, Executor("mixdit", plans, rounding, runner), block)
+    check_flip_used(runner.backend)
     progress(f"blocks.{block}: golden run of the same block")
     gold = run_block(x, c, params, Executor("mixdit", plans, rounding, Runner(keep=False)), block)
     diff = out.view(np.uint32) != gold.view(np.uint32)

@@ -1,5 +1,7 @@
 """golden.mx: quantization against the exact oracle, rounding ties, properties, packing."""
 
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -43,7 +45,11 @@ def random_bits(rng, groups: int) -> np.ndarray:
 @pytest.mark.parametrize("rounding", ROUNDINGS)
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_random_groups_match_oracle(fmt, rounding):
-    rng = np.random.default_rng(hash((fmt, rounding)) % 2 ** 32)
+    # A seed from the parameters' text, the same in every process (hash() of a str is not:
+    # PYTHONHASHSEED randomises it); printed so that a failure replays exactly.
+    seed = zlib.crc32(f"{fmt}/{rounding}".encode())
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
     check_against_oracle(random_bits(rng, 300), fmt, rounding)
 
 

@@ -23,16 +23,13 @@ def register(sub, formatter_class) -> None:
 
 def run(args) -> int:
     import golden.dit.analyze as an
-    from golden.dit.capture import load_capture
+
+    from ..inputs import load_capture, output_dir
 
     if not 0 < args.top <= 1:
         raise UsageError(f"--top must be in (0, 1], not {args.top}")
-    try:
-        arrays = load_capture(args.capture)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read {args.capture!r} as an .npz: {exc}") from None
+    output_dir(args.plots, "--plots")
+    arrays = load_capture(args.capture)
     try:
         layers, heads = an.analyze(arrays, args.top)
     except ValueError as exc:

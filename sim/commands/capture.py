@@ -30,7 +30,7 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
     p.add_argument("--with-uncond", action="store_true",
                    help="also keep the unconditional rows of the guided batch")
-    p.add_argument("--out", required=True, metavar="F.npz", help="where to write the capture")
+    p.add_argument("--out", required=True, metavar="F.npz", help="where to write the capture (.npz is appended when missing)")
     p.set_defaults(func=run)
 
 
@@ -40,17 +40,20 @@ def run(args) -> int:
     from golden.dit import loaders
     from golden.dit.capture import save_capture
 
+    from ..inputs import load_dit, output_file
+
     if args.steps < 1:
         raise UsageError(f"--steps must be positive, not {args.steps}")
-    try:
-        if args.diffusers:
+    out = output_file(args.out, "--out", ".npz")
+    if args.diffusers:
+        try:
             model = loaders.load_diffusers(args.diffusers)
-            source = f"diffusers:{os.path.abspath(args.diffusers)}"
-        else:
-            model = loaders.load_checkpoint(args.checkpoint)
-            source = os.path.abspath(args.checkpoint) if args.checkpoint else "shipped"
-    except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(f"--diffusers: {exc}") from None
+        source = f"diffusers:{os.path.abspath(args.diffusers)}"
+    else:
+        model = load_dit(args.checkpoint)
+        source = os.path.abspath(args.checkpoint) if args.checkpoint else "shipped"
     blocks = args.blocks if args.blocks is not None else [0, loaders.depth_of(model) - 1]
     try:
         arrays = loaders.capture_any(
@@ -60,13 +63,13 @@ def run(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
-        save_capture(arrays, args.out)
+        save_capture(arrays, out)
     except OSError as exc:
-        raise UsageError(f"cannot write {args.out!r}: {exc.strerror}") from None
+        raise UsageError(f"--out: cannot write {str(out)!r}: {exc.strerror}") from None
     layers = sum(1 for k in arrays if not k.startswith("meta/") and "/t" in k)
     rows = len(arrays["meta/labels"])
     print(f"captured {layers} arrays ({rows} rows, blocks {sorted(set(blocks))}, "
           f"timesteps {[int(t) for t in arrays['meta/timesteps']]}) from {source}")
-    print(f"wrote    {args.out}")
+    print(f"wrote    {out}")
     return 0
 

@@ -36,7 +36,10 @@ def run(args) -> int:
     from hw.emit import BLOCKS, emit_block
 
     from . import simulate_layer
+    from ..inputs import output_dir
     from ..layer import progress
+
+    output_dir(args.out, "--out")
 
     t0 = time.perf_counter()
     progress(f"emitting the Verilog of {len(BLOCKS)} blocks into {args.out}")

@@ -1,7 +1,7 @@
 """``mixdit gemm``: run an MX GEMM on the array's RTL and check it bit for bit (spec §3, §6)."""
 
 from ..errors import CheckFailed, UsageError
-from ..inputs import load_array
+from ..inputs import load_array, output_file
 
 
 def register(sub, formatter_class) -> None:
@@ -16,7 +16,8 @@ def register(sub, formatter_class) -> None:
             "the last G groups of A's K axis are MX9 (MixDiT's placement, spec §4)."))
     p.add_argument("--a", required=True, metavar="A.npy", help="activations, float [M, K]")
     p.add_argument("--w", required=True, metavar="W.npy", help="weights, float [N, K]")
-    p.add_argument("--out", required=True, metavar="C.npy", help="RTL result, float32 [M, N]")
+    p.add_argument("--out", required=True, metavar="C.npy",
+                   help="RTL result, float32 [M, N] (.npy is appended when missing)")
     p.add_argument("--a-fmt", choices=("mx6", "mx9"), default="mx6", help="format of A's groups")
     p.add_argument("--a-mx9-groups", type=int, default=0, metavar="G",
                    help="put the last G groups of A in MX9 (the rest in --a-fmt)")
@@ -52,11 +53,11 @@ def run(args) -> int:
         config = dataclasses.replace(ArrayConfig(), rows=args.rows, cols=args.cols)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    x = load_array(args.a, "A", ndim=2, finite=False)
-    y = load_array(args.w, "W", ndim=2, finite=False)
-    for name, arr in (("A", x), ("W", y)):
-        if np.isnan(arr).all():
-            raise UsageError(f"{name} {args.a if name == 'A' else args.w!r} holds only NaN")
+    out = output_file(args.out, "--out", ".npy")
+    vcd = output_file(args.vcd, "--vcd")
+    # NaN and Inf are allowed (NaN groups, spec §1.1), a tensor with no finite value is not.
+    x = load_array(args.a, "A", ndim=2, finite="some")
+    y = load_array(args.w, "W", ndim=2, finite="some")
     m, k = x.shape
     n = y.shape[0]
     if y.shape[1] != k:
@@ -86,7 +87,7 @@ def run(args) -> int:
 
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
-        res = run_gemm(a, w, config, sim=args.sim, vcd=args.vcd)
+        res = run_gemm(a, w, config, sim=args.sim, vcd=None if vcd is None else str(vcd))
     except (HarnessError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     finally:
@@ -100,18 +101,20 @@ def run(args) -> int:
                           f"first C[{i}, {j}]: RTL 0x{int(res.c.view(np.uint32)[i, j]):08x}, "
                           f"golden 0x{int(ref.view(np.uint32)[i, j]):08x}")
     try:
-        np.save(args.out, res.c)
+        np.save(out, res.c)
     except OSError as exc:
-        raise UsageError(f"cannot write {args.out!r}: {exc.strerror}") from None
+        raise UsageError(f"--out: cannot write {str(out)!r}: {exc.strerror}") from None
     busy = tiles(m, n, config) * tile_cycles(k, a_fmts, args.w_fmt, config)
     anchor = no_overlap_cycles(m, k, n, a_fmts, args.w_fmt, config)
     print(f"check    RTL == golden bit for bit ({m * n:,} results)")
     print(f"cycles   {res.cycles:,} (model {expect:,}); without overlapped drain {anchor:,}")
     print(f"util     {busy / res.cycles:.1%} of PE cycles busy (no-overlap anchor "
           f"{busy / anchor:.1%})")
-    print(f"time     {wall:.1f} s (build {res.build_s:.1f} s, simulation {res.sim_s:.1f} s, "
-          f"{res.cycles / max(res.sim_s, 1e-9):,.0f} cycles/s)")
-    print(f"wrote    {args.out}")
+    print(f"time     {wall:.1f} s (build {res.build_s:.1f} s, simulation {res.sim_s:.1f} s: "
+          f"{res.cycles / max(res.sim_s, 1e-9):,.0f} simulated cycles per second of simulation)")
+    print(f"wrote    {out}")
+    if vcd is not None:
+        print(f"wrote    {vcd}")
     if res.cycles != expect:
         print(f"note     measured cycles differ from the model by {res.cycles - expect}",
               file=sys.stderr)

@@ -54,9 +54,9 @@ def _fmt_s(s: float) -> str:
 
 def run(args) -> int:
     import dataclasses
-    import json
-    from pathlib import Path
 
+    from ..inputs import output_dir, output_file
+    from ..report import write_json
     from ..tables import print_table
     from golden.perf import accelerator, gpu, workloads
 
@@ -70,6 +70,8 @@ def run(args) -> int:
     if args.arrays < 1 or args.bandwidth <= 0:
         raise UsageError(f"--arrays and --bandwidth must be positive, not {args.arrays} and "
                          f"{args.bandwidth}")
+    json_path = output_file(args.json, "--json")
+    plot_dir = output_dir(args.plot_dir, "--plot-dir")
     if args.gemms is not None and args.gemms not in workloads.WORKLOADS:
         raise UsageError(f"unknown model {args.gemms!r}; known: {', '.join(workloads.WORKLOADS)}")
     cfg = dataclasses.replace(accelerator.PAPER_CONFIG, arrays=args.arrays,
@@ -170,15 +172,11 @@ def run(args) -> int:
         print_table(["GEMM", "kind", "MxKxN", "reps x par", "compute us", "memory us", "bound",
                      "util", "largest operand MB"], rows)
 
-    if args.plot_dir:
-        path = _plot(results, Path(args.plot_dir))
+    if plot_dir is not None:
+        path = _plot(results, plot_dir)
         print(f"\nwrote    {path}")
-    if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(report, indent=1, default=str))
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.json!r}: {exc.strerror}") from None
-        print(f"wrote    {args.json}")
+    if json_path is not None:
+        print(f"wrote    {write_json(json_path, report)}")
     return 0
 
 

@@ -69,8 +69,16 @@ def validate(args) -> None:
     from golden.mx import ROUNDINGS
     from sim.harness import SIMULATORS, simulator_missing
 
-    from ..inputs import check_fraction
+    from ..inputs import check_fraction, output_file
 
+    from ..inputs import env_ints
+    from ..layer import FLIP_ENVS
+
+    # Output paths and test hooks first: a bad one is an error now, not after minutes.
+    output_file(args.json, "--json")
+    output_file(args.vcd, "--vcd")
+    for name, count, fields in FLIP_ENVS:
+        env_ints(name, count, fields)
     check_fraction(args.p1, "--p1")
     check_fraction(args.p2, "--p2")
     if args.rounding not in ROUNDINGS:
@@ -151,19 +159,9 @@ def format_block(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str, report: dict) -> None:
-    import json
-
-    try:
-        with open(path, "w") as f:
-            json.dump(report, f, indent=2, default=float)
-            f.write("\n")
-    except OSError as exc:
-        raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
-
-
 def run(args) -> int:
     from golden.layer import parse_layer
+    from sim.report import write_json
     from sim.layer import array_config, load_source, simulate_block, simulate_layer
 
     validate(args)
@@ -171,6 +169,10 @@ def run(args) -> int:
     if args.block is not None:
         if args.activations:
             raise UsageError("--block captures the block's input now; leave out --activations")
+        for opt in ("vcd", "tokens", "images", "out_channels"):
+            if getattr(args, opt) is not None:
+                raise UsageError(f"--{opt.replace('_', '-')} applies to --layer only, not to "
+                                 "--block")
         src, t = load_source(args.checkpoint, None, args.block, args.timestep)
         rep = simulate_block(src, args.block, t, p1=args.p1, p2=args.p2, rounding=args.rounding,
                              config=config, sim=args.sim)
@@ -194,5 +196,7 @@ def run(args) -> int:
         text = format_layer(rep)
     print(text)
     if args.json:
-        write_json(args.json, rep)
+        print(f"wrote    {write_json(args.json, rep)}")
+    if args.vcd and args.block is None:
+        print(f"wrote    {args.vcd} (waves of the first GEMM)")
     return 0

@@ -18,6 +18,9 @@ def register(sub, formatter_class) -> None:
 def run(args) -> int:
     from hw.emit import BLOCKS, emit_block
 
+    from ..inputs import output_dir
+
+    output_dir(args.out, "--out")
     names = args.block or sorted(BLOCKS)
     unknown = [n for n in names if n not in BLOCKS]
     if unknown:
