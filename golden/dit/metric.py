@@ -219,4 +219,6 @@ def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
     root_a = _psd_sqrt(cov_a)
     cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
     trace_sqrt = float(np.sum(np.sqrt(np.clip(cross, 0, None))))
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+    fd = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+    # Rounding in the eigendecompositions can leave a distance of equal sets a hair below zero.
+    return max(fd, 0.0)
