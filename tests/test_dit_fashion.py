@@ -101,3 +101,86 @@ def test_training_resumes_and_reproduces_bit_for_bit(tmp_path):
         assert runs[0].keys() == other.keys()
         assert all(torch.equal(runs[0][k], other[k]) for k in runs[0])
     assert (a / "report" / "samples.png").is_file()
+
+
+# --- the shipped Fashion-MNIST model -------------------------------------------------------------
+
+from golden.dit.capture import FASHION_FIXTURE_PATH, load_capture  # noqa: E402
+from golden.dit.checkpoint import FASHION_CHECKPOINT_PATH, checkpoint_metadata, load_model  # noqa: E402,E501
+from golden.dit.metric import FASHION_CLASSIFIER_PATH  # noqa: E402
+
+needs_model = pytest.mark.skipif(
+    not (FASHION_CHECKPOINT_PATH.is_file() and FASHION_FIXTURE_PATH.is_file()),
+    reason="the Fashion-MNIST checkpoint and fixture are not shipped yet (make train-dit-fashion)")
+
+
+@needs_model
+def test_shipped_checkpoint_is_small_fp16_and_records_its_figures():
+    from safetensors.torch import load_file
+
+    from golden.dit.model import FASHION_CONFIG
+
+    assert FASHION_CHECKPOINT_PATH.stat().st_size <= 12 * 1024 * 1024
+    assert all(t.dtype == torch.float16
+               for t in load_file(str(FASHION_CHECKPOINT_PATH)).values())
+    meta = checkpoint_metadata(FASHION_CHECKPOINT_PATH)
+    assert meta["dataset"] == '"fashion"'
+    assert load_model(FASHION_CHECKPOINT_PATH).cfg == FASHION_CONFIG
+    assert float(meta["classifier_test_accuracy"]) >= 0.88
+
+
+@needs_model
+@needs_fashion
+def test_shipped_classifier_recognises_the_real_test_images():
+    from golden.dit.metric import accuracy, load_classifier
+
+    torch.set_num_threads(1)
+    _, _, x_te, y_te = data.load_fashion_split()
+    assert accuracy(load_classifier(FASHION_CLASSIFIER_PATH), x_te, y_te) >= 0.88
+
+
+@needs_model
+def test_fixture_is_small_and_regenerates_bit_exactly(tmp_path):
+    assert FASHION_FIXTURE_PATH.stat().st_size <= 3 * 1024 * 1024
+    script = ("import sys; from golden.dit.capture import capture_fixture, save_capture; "
+              "save_capture(capture_fixture(name='fashion'), sys.argv[1])")
+    env = {**os.environ, "MKL_CBWR": "COMPATIBLE"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "f.npz")], env=env, check=True,
+                   cwd=ROOT)
+    fresh, shipped = load_capture(tmp_path / "f.npz"), load_capture(FASHION_FIXTURE_PATH)
+    assert sorted(fresh) == sorted(shipped)
+    assert shipped["blocks.3.mlp.fc2/t480"].shape == (2, 64, 512)
+    for key, value in fresh.items():
+        assert value.dtype == shipped[key].dtype, key
+        assert np.array_equal(value, shipped[key]), key
+
+
+@needs_model
+def test_analyze_prints_fashion_beside_digits(capsys, tmp_path):
+    from sim.cli import main
+
+    assert main(["analyze", "--model", "fashion", "--beside", "digits", "--plots",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.3.mlp.fc2" in out and "summary over blocks" in out
+    header = next(line for line in out.splitlines() if line.startswith("layer kind"))
+    assert header.split()[-2:] == ["fashion", "digits"]
+    assert (tmp_path / "fig3_block3.png").is_file() and (tmp_path / "fig5_block0.png").is_file()
+
+
+@needs_model
+@pytest.mark.skipif(subprocess.run(["which", "iverilog"], capture_output=True).returncode != 0,
+                    reason="no Icarus Verilog")
+def test_simulate_layer_runs_a_fashion_gemm_on_the_rtl(capsys, tmp_path):
+    import json
+
+    from sim.cli import main
+
+    out = tmp_path / "r.json"
+    rc = main(["simulate-layer", "--model", "fashion", "--layer", "blocks.3.mlp.fc1",
+               "--sim", "icarus", "--rows", "4", "--cols", "4", "--tokens", "4",
+               "--out-channels", "8", "--no-convert", "--timestep", "480", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads(out.read_text())
+    assert rep["results_checked"] == 4 * 8 and rep["cycles"] == rep["model_cycles"] > 0
+    assert "dit_fashion" in rep["source"]

@@ -82,7 +82,7 @@ FIXTURE_ARGS: dict[str, object] = {
 #: The Fashion-MNIST model's fixture (issue 13): the same choices with a dress (3) and a sneaker
 #: (7), its first and last blocks; 64 tokens, so about 2.5 MB compressed.
 FASHION_FIXTURE_PATH = FIXTURE_PATH.with_name("fixture_capture_fashion.npz")
-FASHION_FIXTURE_ARGS: dict[str, object] = {**FIXTURE_ARGS, "blocks": (0, 5)}
+FASHION_FIXTURE_ARGS: dict[str, object] = {**FIXTURE_ARGS, "blocks": (0, 3)}
 
 #: Fixture path, capture arguments and checkpoint (relative to the repository) by model name.
 FIXTURES: dict[str, tuple[Path, dict[str, object], str]] = {

@@ -92,14 +92,14 @@ RECIPES: dict[str, Recipe] = {
         checkpoint=CHECKPOINT_PATH, classifier=CLASSIFIER_PATH, report_dir=REPORT_DIR,
         target=0.80, classifier_epochs=60, title="DiT on 8x8 digits",
     ),
-    # Sized for the reference machine's two cores shared by other jobs: about 0.8 CPU seconds
-    # per batch-64 step, 1000 steps (1.1 epochs) in about 15 CPU minutes, on two threads so that
-    # a loaded machine gives it two shares (issue 13).
+    # Sized for the reference machine's two cores shared by other jobs: about 0.5 CPU seconds
+    # per batch-64 step, 900 steps (one epoch) in about 8 CPU minutes (issue 13). One thread: on
+    # a loaded machine two threads spent 7x the CPU time per step spinning at barriers.
     "fashion": Recipe(
-        "fashion", FASHION_CONFIG, steps=1000, batch=64, lr=8e-4, warmup=100, ema=0.995,
+        "fashion", FASHION_CONFIG, steps=900, batch=64, lr=8e-4, warmup=100, ema=0.995,
         checkpoint=FASHION_CHECKPOINT_PATH, classifier=FASHION_CLASSIFIER_PATH,
         report_dir=FASHION_REPORT_DIR, target=0.70, classifier_epochs=4,
-        title="DiT on Fashion-MNIST (32x32, patch 4)", threads=2,
+        title="DiT on Fashion-MNIST (32x32, patch 4)",
     ),
 }
 
@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.state is None:
         args.state = Path("build") / f"train-{args.dataset}" / "state.pt"
 
-    # The classifier trains on one thread, the DiT on a fixed count (one for the digits, two for
-    # Fashion-MNIST): reproducible.
+    # The classifier trains on one thread, the DiT on a fixed count (--threads, one by default):
+    # reproducible.
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     start = time.time()
