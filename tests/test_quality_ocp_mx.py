@@ -135,3 +135,15 @@ def test_fake_quantize_error_shrinks_with_mantissa_bits():
     two = min(err["mxfp8_e5m2"], err["mxfp6_e3m2"])
     assert err["mxint8"] < 0.5 * min(err["mxfp8_e4m3"], err["mxfp6_e2m3"])
     assert three < 0.7 * two and max(err["mxfp8_e5m2"], err["mxfp6_e3m2"]) < 0.7 * err["mxfp4_e2m1"]
+
+
+@pytest.mark.parametrize("fmt", sorted(ocp_mx.FORMATS))
+def test_fast_fake_quantize_is_dequantize_of_quantize(fmt):
+    x = _stimulus(fmt)
+    rng = np.random.default_rng(SEED + 1)
+    wide = (rng.standard_normal((7, 3, 75)) * np.exp2(rng.integers(-40, 40, (7, 3, 75))))
+    for arr in (x, wide.astype(np.float32), np.float32(2.0 ** -130) * np.ones((2, 32))):
+        slow = ocp_mx.dequantize(*ocp_mx.quantize(arr, fmt), fmt, k=arr.shape[-1])
+        fast = ocp_mx.fake_quantize(arr, fmt)
+        assert fast.shape == arr.shape
+        assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32)), fmt

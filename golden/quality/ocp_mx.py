@@ -205,6 +205,40 @@ def dequantize(scale: np.ndarray, codes: np.ndarray, fmt: "str | ElementFormat",
 
 
 def fake_quantize(x: np.ndarray, fmt: "str | ElementFormat") -> np.ndarray:
-    """``dequantize(quantize(x))``: ``x`` as the MX format represents it, float32, same shape."""
+    """``dequantize(quantize(x))``: ``x`` as the MX format represents it, float32, same shape.
+
+    Computed directly in float32 for speed (sampling a DiT calls it on every GEMM operand):
+    exponents are read from the float32 bit patterns and every step is exact (power-of-two
+    scalings, ``rint`` to nearest even), so the result equals ``dequantize(quantize(x))`` bit for
+    bit (``tests/test_quality_ocp_mx.py``); blocks whose largest magnitude is a float32
+    subnormal, and blocks with NaN or infinity, take that slower path.
+    """
+    f = _format(fmt)
     x = np.asarray(x, dtype=np.float32)
-    return dequantize(*quantize(x, fmt), fmt, k=x.shape[-1])
+    k = x.shape[-1]
+    pad = (-k) % BLOCK
+    xp = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,), np.float32)], axis=-1) if pad else x
+    v = xp.reshape(xp.shape[:-1] + (xp.shape[-1] // BLOCK, BLOCK))
+    amax = np.abs(v).max(axis=-1)
+    if not (np.isfinite(amax).all() and ((amax == 0) | (amax >= np.float32(2.0 ** -126))).all()):
+        return dequantize(*quantize(x, f), f, k=k)
+    e_amax = ((amax.view(np.uint32) >> 23).astype(np.int32) - 127)
+    scale_exp = np.clip(np.where(amax > 0, e_amax - f.emax, -_SCALE_BIAS), -_SCALE_BIAS,
+                        _SCALE_BIAS)
+    # 2^scale_exp and its inverse as float64 (2^-127 is below float32's normal range).
+    scale = np.ldexp(1.0, scale_exp)[..., None]
+    scaled = (v.astype(np.float64) / scale).astype(np.float32)   # exact: power-of-two division
+    if f.is_int:
+        # + 0 turns -0 into +0: a two's-complement element has no negative zero.
+        q = np.clip(np.rint(scaled * np.float32(64.0)), -128, 127) / np.float32(64.0) + 0.0
+    else:
+        mag = np.abs(scaled)
+        e = (mag.view(np.uint32) >> 23).astype(np.int32) - 127
+        emin = 1 - f.bias
+        quantum_exp = np.maximum(e, emin) - f.mbits
+        quantum = ((quantum_exp + 127).astype(np.uint32) << 23).view(np.float32)
+        q = np.minimum(np.rint(mag / quantum) * quantum, np.float32(f.max_value))
+        q = np.copysign(q, scaled)
+    out = (q.astype(np.float64) * scale).astype(np.float32)
+    out = out.reshape(xp.shape)
+    return out[..., :k] if pad else out
