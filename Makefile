@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # Two workers by default: CI and the reference machine have two cores.
 JOBS ?= 2
 
-.PHONY: all demo test test-all bench verilog lint train-dit clean distclean tools venv help
+.PHONY: all demo test test-all bench verilog lint train-dit train-dit-fashion clean distclean tools venv help
 
 help:
 	@echo "make demo      install what is missing, emit the Verilog, run the demo"
@@ -20,6 +20,7 @@ help:
 	@echo "make verilog   emit the Verilog of every block into build/rtl/"
 	@echo "make lint      verilator --lint-only -Wall on every emitted file"
 	@echo "make train-dit retrain the shipped DiT from scratch (long; not part of make test)"
+	@echo "make train-dit-fashion  train the Fashion-MNIST DiT (about an hour; resumes when rerun)"
 	@echo "make clean     remove build outputs (build/, caches); distclean also removes .venv"
 
 tools:
@@ -55,6 +56,9 @@ lint: tools verilog
 
 train-dit: $(STAMP)
 	$(BIN)/python -m golden.dit.train
+
+train-dit-fashion: tools $(STAMP)
+	$(BIN)/python -m golden.dit.train --dataset fashion
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis results.xml

@@ -9,6 +9,7 @@ command -v iverilog  >/dev/null 2>&1 || need+=(iverilog)
 command -v verilator >/dev/null 2>&1 || need+=(verilator)
 command -v g++       >/dev/null 2>&1 || need+=(g++)
 command -v make      >/dev/null 2>&1 || need+=(make)
+[ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need+=(dataset-fashion-mnist)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "install-tools: installing ${need[*]} with apt-get"

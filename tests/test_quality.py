@@ -88,8 +88,9 @@ def test_quantization_error_orders_schemes(tiny):
     ref = sampling.sample(model, sampling.SCHEMES["fp32"], labels, seeds, None, 2.0, 3)
     err = {k: np.sqrt(np.mean((sampling.sample(model, sampling.SCHEMES[k], labels, seeds, None,
                                               2.0, 3) - ref) ** 2))
-           for k in ("mx9", "mx6", "int8", "fp4")}
+           for k in ("mx9", "mx6", "int8", "fp4", "mxfp8_e4m3", "mxfp4_e2m1")}
     assert err["mx9"] < err["mx6"] and err["int8"] < err["fp4"]
+    assert err["mxfp8_e4m3"] < err["mxfp4_e2m1"]
 
 
 def test_mixdit_needs_calibration(tiny):
@@ -104,22 +105,86 @@ def test_cli_evaluate_and_tune_on_a_tiny_checkpoint(tiny, tmp_path):
     res = mixdit("tune", *common, "--out-dir", str(tmp_path / "tune"), "--plot-dir",
                  str(tmp_path))
     assert res.returncode == 0, res.stderr
-    chosen = json.loads((tmp_path / "tune" / "chosen.json").read_text())
-    assert len(chosen["points"]) == 21
-    best = min(chosen["points"], key=lambda q: q["frechet"] * q["latency_s"] ** 0.15)
+    chosen = json.loads((tmp_path / "tune" / "digits" / "chosen.json").read_text())
+    assert len(chosen["points"]) == 21 and chosen["metric"] == "fd_vs_fp32"
+    best = min(chosen["points"], key=lambda q: q["fd_vs_fp32"] * q["latency_s"] ** 0.15)
     assert (chosen["p1"], chosen["p2"]) == (best["p1"], best["p2"])
-    tables = np.load(tmp_path / "tune" / "tables.npz")
+    tables = np.load(tmp_path / "tune" / "digits" / "tables.npz")
     assert "blocks.0.attn.qkv/s0/perm" in tables.files
-    assert (tmp_path / "fig8_tradeoff.png").stat().st_size > 10_000
+    assert (tmp_path / "fig8_tradeoff_digits.png").stat().st_size > 10_000
     res = mixdit("evaluate", *common, "--tune-dir", str(tmp_path / "tune"), "--table-i",
                  "--json", str(tmp_path / "q.json"))
     assert res.returncode == 0, res.stderr
-    rows = json.loads((tmp_path / "q.json").read_text())
-    assert {r["scheme"] for r in rows} >= {"FP32", "MX6 / MX6", "INT6 / INT6 (Q-DiT, ViDiT-Q "
-                                           "style)", "MX9 W / MX6 A"}
+    text = (tmp_path / "q.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    rows = json.loads(text)
+    assert {r["scheme"] for r in rows} >= {
+        "FP32", "MX6 / MX6", "INT6 / INT6 (Q-DiT, ViDiT-Q style)", "MX9 W / MX6 A",
+        "MXFP8 E4M3 (OCP)", "MXINT8 (OCP)", "FP4 E2M1 (HQ-DiT style)",
+        f"MixDiT ({chosen['p1']:.0%}, {chosen['p2']:.0%})"}
+    from sim.commands.evaluate import JSON_FIELDS
+
+    assert all(set(JSON_FIELDS) <= set(r) and r["model"] == "digits" for r in rows)
+    fp32 = rows[0]
+    # the FP32 row is its own twin: infinite PSNR (null), SSIM 1, FD 0, full agreement
+    assert fp32["scheme"] == "FP32" and fp32["psnr_db"] is None and fp32["ssim"] == 1.0
+    assert abs(fp32["fd_vs_fp32"]) < 1e-9 and fp32["label_agreement"] == 1.0
+    mx6 = next(r for r in rows if r["key"] == "mx6")
+    mx9 = next(r for r in rows if r["key"] == "mx9")
+    assert 0 < mx9["fd_vs_fp32"] < mx6["fd_vs_fp32"] and mx9["psnr_db"] > mx6["psnr_db"]
     assert "10 samples per scheme" in res.stdout
 
 
 def test_cli_evaluate_without_checkpoint(tmp_path):
     res = mixdit("evaluate", "--checkpoint", str(tmp_path / "none.safetensors"))
     assert res.returncode == 2 and "cannot load the DiT" in res.stderr
+
+
+def test_cli_evaluate_rejects_a_model_of_other_images(tiny, tmp_path):
+    res = mixdit("evaluate", "--model", "fashion", "--checkpoint", str(tiny[1]), "--cache-dir",
+                 str(tmp_path), "--classifier", str(tmp_path / "none.safetensors"))
+    assert res.returncode == 2 and "cannot load the classifier" in res.stderr
+    res = mixdit("evaluate", "--schemes", "mx6,nope", "--checkpoint", str(tiny[1]),
+                 "--cache-dir", str(tmp_path))
+    assert res.returncode == 2 and "unknown scheme 'nope'" in res.stderr
+
+
+def test_register_scheme_adds_a_row_and_refuses_clashes():
+    from golden.quality.baselines import int_activation, int_weight
+
+    fq = sampling.FakeQuant(lambda w: int_weight(w, 4), lambda x: int_activation(x, 4))
+    sc = sampling.Scheme("INT4 test", "fake", quant="int4-test")
+    try:
+        sampling.register_scheme("int4-test", sc, fq)
+        assert sampling.evaluate_keys()[-1] == "int4-test"
+        assert sampling.QUANTIZERS["int4-test"] is fq
+        with pytest.raises(ValueError, match="taken"):
+            sampling.register_scheme("int4-test", sampling.Scheme("other", "fake", quant="int8"))
+        with pytest.raises(ValueError, match="no registered quantizer"):
+            sampling.register_scheme("x", sampling.Scheme("x", "fake", quant="nope"))
+    finally:
+        sampling.SCHEMES.pop("int4-test", None)
+        sampling.QUANTIZERS.pop("int4-test", None)
+    keys = sampling.evaluate_keys()
+    assert keys[:6] == ["fp32", "mx9", "mx9w-mx6a", "mx6w-mx9a", "mx6", "mixdit"]
+
+
+def test_fidelity_figures_on_known_images():
+    from golden.dit.metric import DigitClassifier
+    from golden.quality import fidelity
+
+    rng = np.random.default_rng(5)
+    ref = rng.uniform(-1, 1, (6, 1, 8, 8))
+    noisy = np.clip(ref + rng.normal(0, 0.1, ref.shape), -1, 1)
+    psnr = fidelity.psnr_per_image(noisy, ref)
+    mse = np.mean((noisy - ref) ** 2, axis=(1, 2, 3))
+    assert np.allclose(psnr, 10 * np.log10(4.0 / mse))      # data range 2
+    assert fidelity.psnr_per_image(ref, ref).tolist() == [np.inf] * 6
+    assert np.allclose(fidelity.ssim_per_image(ref, ref), 1.0)
+    assert np.all(fidelity.ssim_per_image(noisy, ref) < 1.0)
+    torch.manual_seed(0)
+    judge = fidelity.Judge(DigitClassifier().eval(), rng.uniform(-1, 1, (20, 1, 8, 8)))
+    f = judge.score(noisy, [0] * 6, ref)
+    assert f.psnr_worst_db == pytest.approx(psnr.min()) and f.psnr_db == pytest.approx(psnr.mean())
+    assert f.fd_vs_fp32 > 0 and 0 <= f.label_agreement <= 1
+    assert fidelity.json_safe({"a": [np.inf, 1.0, float("nan")]}) == {"a": [None, 1.0, None]}

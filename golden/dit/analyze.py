@@ -39,6 +39,8 @@ __all__ = [
     "outlier_share",
     "analyze",
     "format_tables",
+    "summarize",
+    "format_summary",
     "plot",
 ]
 
@@ -234,6 +236,56 @@ def format_tables(
         for h in heads:
             mags = " ".join(f"{v:.2f}" for v in h.head_magnitude)
             lines.append(f"{h.name:<22}{h.spread:>7.2f}{_fmt(h.j_class)}{_fmt(h.j_time)}  {mags}")
+    return "\n".join(lines)
+
+
+def summarize(layers: list[LayerStats], heads: list[HeadStats]) -> dict[str, dict[str, float]]:
+    """Per layer kind (``attn.qkv`` ... ``mlp.fc2``, and ``heads``), the figures over blocks.
+
+    Returns ``{kind: {"max/med": mean, "max/med max": largest, "top share": mean,
+    "J cls": mean, "J time": mean, "J rand": mean}}``; for ``heads``: ``spread`` (mean and
+    largest), ``J cls`` and ``J time``. A figure no block has is NaN.
+    """
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else math.nan
+
+    out: dict[str, dict[str, float]] = {}
+    for kind in LINEARS:
+        sel = [s for s in layers if s.name.endswith("." + kind)]
+        if sel:
+            out[kind] = {
+                "max/med": mean([s.max_over_median for s in sel]),
+                "max/med max": float(max(s.max_over_median for s in sel)),
+                "top share": mean([s.top_share for s in sel]),
+                "J cls": mean([s.j_class for s in sel]),
+                "J time": mean([s.j_time for s in sel]),
+                "J rand": mean([s.j_random for s in sel]),
+            }
+    if heads:
+        out["heads"] = {
+            "spread": mean([h.spread for h in heads]),
+            "spread max": float(max(h.spread for h in heads)),
+            "J cls": mean([h.j_class for h in heads]),
+            "J time": mean([h.j_time for h in heads]),
+        }
+    return out
+
+
+def format_summary(named: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Side-by-side :func:`summarize` results of several captures (keys: their names)."""
+    names = list(named)
+    lines = ["summary over blocks (mean; 'max' the largest block)",
+             f"{'layer kind':<12}{'figure':<13}" + "".join(f"{n:>12}" for n in names)]
+    kinds = list(dict.fromkeys(k for summary in named.values() for k in summary))
+    for kind in kinds:
+        figures = list(dict.fromkeys(f for summary in named.values() for f in summary.get(kind, {})))
+        for fig in figures:
+            cells = []
+            for n in names:
+                v = named[n].get(kind, {}).get(fig)
+                cells.append(f"{'-':>12}" if v is None or math.isnan(v) else f"{v:>12.2f}")
+            lines.append(f"{kind:<12}{fig:<13}" + "".join(cells))
     return "\n".join(lines)
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from .model import DiT, DiTConfig
 
-__all__ = ["CHECKPOINT_PATH", "save_model", "load_model", "checkpoint_metadata"]
+__all__ = ["CHECKPOINT_PATH", "FASHION_CHECKPOINT_PATH", "save_model", "load_model", "checkpoint_metadata"]
 
 #: The checkpoint that ships in the repository.
 CHECKPOINT_PATH = Path(__file__).resolve().parent / "weights" / "dit_digits.safetensors"
+#: The Fashion-MNIST checkpoint (``make train-dit-fashion``).
+FASHION_CHECKPOINT_PATH = Path(__file__).resolve().parent / "weights" / "dit_fashion.safetensors"
 
 
 def save_model(

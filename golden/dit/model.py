@@ -41,6 +41,7 @@ from torch import nn
 __all__ = [
     "DiTConfig",
     "DIGITS_CONFIG",
+    "FASHION_CONFIG",
     "DIT_XL_2_256",
     "DiT",
     "Attention",
@@ -136,6 +137,11 @@ class DiTConfig:
 #: The model trained and shipped here (spec §7): scikit-learn's 8x8 digits, patch 2 (16 tokens),
 #: hidden 128 and head_dim 32, both multiples of the accelerator's 16-wide K groups (spec §1.1).
 DIGITS_CONFIG = DiTConfig()
+
+#: The Fashion-MNIST model (issue 13): 28x28 padded to 32x32, patch 4 (64 tokens), hidden 128,
+#: depth 4, 4 heads of 32 (1.3 M parameters). Sized so that ``make train-dit-fashion`` fits about
+#: an hour on a heavily shared core (see :data:`golden.dit.train.RECIPES`).
+FASHION_CONFIG = DiTConfig(input_size=32, patch_size=4, hidden_size=128, depth=4, num_heads=4)
 
 #: DiT-XL/2 at 256x256 (32x32x4 latents), as in the official ``DiT-XL-2-256x256.pt``.
 DIT_XL_2_256 = DiTConfig(

@@ -2,7 +2,9 @@
 
 Modules
 -------
-sampling   sampling the DiT with every GEMM quantized, calibration and its cache (Tables I, III)
+sampling   sampling the DiT with every GEMM quantized, the scheme registry, calibration
+fidelity   PSNR, SSIM, FD vs FP32 and vs real, label agreement of samples against FP32 twins
 metrics    error of a quantized result against its FP32 reference
 baselines  the INT-n and FP4 quantizers the paper compares MixDiT with
+ocp_mx     the OCP MX formats of GPUs (MXFP8/6/4, MXINT8), accuracy-only baselines
 """

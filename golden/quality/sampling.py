@@ -1,32 +1,47 @@
-"""Sampling the shipped DiT with every accelerator GEMM quantized, and scoring the images.
+"""Sampling a DiT with every accelerator GEMM quantized, and scoring the images.
 
-Paper §V, Table I and Table III, on the project's own DiT (spec §7). Every GEMM the accelerator
+Paper §V, Table I and Table III, on the project's own DiTs (spec §7). Every GEMM the accelerator
 runs (``attn.qkv``, ``attn.proj``, ``mlp.fc1``, ``mlp.fc2``, Q K^T and P V of every head; spec
 §4) is replaced through :func:`golden.dit.replace_linears` and
 :func:`golden.dit.set_attention_matmuls`; biases, softmax, norms, GELU and adaLN stay FP32 on the
 host. The adaLN and embedding linears stay FP32 here, as in :data:`golden.dit.GEMM_LAYERS`.
 
-Schemes (:class:`Scheme`):
+Schemes (:class:`Scheme`, registered in :data:`SCHEMES` in the order ``mixdit evaluate`` prints
+them):
 
-- MX (``"mx"``): A and W quantized by :func:`golden.mx.quantize` (truncation, spec §1.1) and
+- MX (``kind="mx"``): A and W quantized by :func:`golden.mx.quantize` (truncation, spec §1.1) and
   multiplied by the golden GEMM, bit-exact (:func:`golden.gemm.mx_matmul` for linears,
   :func:`mx_matmul_batched` for the per-head products, equal to it slice by slice). MixDiT
   (spec §4): a channel order and the MX9 group count per (layer, timestep), calibrated on FP32
   samples of separate seeds; the top ``ceil(p2 * heads)`` heads by Q/K magnitude in MX9.
-- INT (``"int"``, Q-DiT / ViDiT-Q style): :mod:`golden.quality.baselines` per-output-channel weights and
-  per-token activations (both operands of attention per token), fake-quantized, FP32 matmul.
-  The baselines' extra machinery (Q-DiT's group search, ViDiT-Q's channel balancing) is not
-  reproduced, only their number format and granularity.
-- FP4 (``"fp4"``, HQ-DiT style): E2M1 with one scale per tensor on both operands.
+- Fake-quantized baselines (``kind="fake"``): a :class:`FakeQuant` from :data:`QUANTIZERS`
+  rounds weights and activations, then a float32 matmul multiplies them. Registered here:
+  INT8 and INT6 (Q-DiT / ViDiT-Q style, :mod:`golden.quality.baselines`: per-output-channel
+  weights, per-token activations, both attention operands per token; their extra machinery is
+  not reproduced, only the number format and granularity), FP4 E2M1 with one scale per tensor
+  (HQ-DiT style), and the OCP MX formats of GPUs (:mod:`golden.quality.ocp_mx`, blocks of 32
+  along K for both operands).
 
-Quality (:mod:`golden.dit.metric`): the digit classifier's accuracy on the class-conditional
-samples, and the Frechet distance of the samples' classifier features to the real training
-images' (FID computed in that feature space).
+Adding a scheme (the extension point)::
+
+    from golden.quality import sampling
+    sampling.register_scheme(
+        "vidit-q-w8a8",
+        sampling.Scheme("ViDiT-Q W8A8", "fake", quant="vidit-q-w8a8"),
+        sampling.FakeQuant(weight=my_weight_fn, act=my_act_fn),
+    )
+
+It then appears as a row of ``mixdit evaluate`` (after the rows registered before it); the
+module defining it must be imported by :func:`load_extensions` (add it to :data:`EXTENSIONS`).
+
+Quality: :mod:`golden.quality.fidelity` (PSNR, SSIM, FD vs FP32, FD vs real, label agreement,
+accuracy), in the feature space of the model's metric classifier (:mod:`golden.dit.metric`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +49,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import ocp_mx
 from .baselines import fp4_e2m1, int_activation, int_weight
 from ..formats import EXP_BIAS
 from ..fp32 import CANONICAL_NAN, fp32_add, scale_exact
@@ -41,9 +57,10 @@ from ..gemm import mx_matmul, signed_operand
 from ..mixdit import channel_order, head_formats, linear_formats
 from ..mx import MXTensor, quantize
 
-__all__ = ["Scheme", "SCHEMES", "TABLE_I", "mixdit_scheme", "mx_matmul_batched", "Calibration",
-           "calibrate", "QuantizedDiT", "sample", "score", "evaluate", "EvalResult", "cache_key",
-           "EMULATIONS"]
+__all__ = ["Scheme", "FakeQuant", "QUANTIZERS", "SCHEMES", "TABLE_I", "MIXDIT",
+           "register_scheme", "evaluate_keys", "load_extensions", "EXTENSIONS", "mixdit_scheme",
+           "mx_matmul_batched", "Calibration", "calibrate", "QuantizedDiT", "sample", "evaluate",
+           "EvalResult", "eval_labels", "cache_key", "EMULATIONS"]
 
 
 @dataclass(frozen=True)
@@ -55,14 +72,14 @@ class Scheme:
     name : str
         Label for tables.
     kind : str
-        ``"fp32"``, ``"mx"``, ``"int"`` or ``"fp4"``.
+        ``"fp32"``, ``"mx"`` (the accelerator's formats) or ``"fake"`` (a :class:`FakeQuant`).
     w, a : str
         For ``"mx"``: weight and activation formats (``"mx6"``/``"mx9"``); attention operands are
         both in ``a``, except under MixDiT.
     p1, p2 : float or None
         MixDiT's MX9 shares; None for a uniform scheme.
-    bits : int
-        For ``"int"``: the bit width of weights and activations.
+    quant : str
+        For ``"fake"``: the key of its :class:`FakeQuant` in :data:`QUANTIZERS`.
     """
 
     name: str
@@ -71,11 +88,111 @@ class Scheme:
     a: str = ""
     p1: "float | None" = None
     p2: "float | None" = None
-    bits: int = 0
+    quant: str = ""
 
     @property
     def is_mixdit(self) -> bool:
         return self.p1 is not None
+
+
+@dataclass(frozen=True)
+class FakeQuant:
+    """A baseline quantizer: functions that return the rounded (dequantized) float32 values.
+
+    Attributes
+    ----------
+    weight : callable
+        ``weight(w [N, K]) -> [N, K]``: a linear layer's weight (K is the reduction axis).
+    act : callable
+        ``act(x [..., K]) -> [..., K]``: a linear layer's input, tokens on the leading axes.
+    attn : callable, optional
+        ``attn(x [B, H, rows, K]) -> same``: each attention operand, Q and K for Q K^T, P and V^T
+        for P V, always with the reduction axis last. Defaults to ``act``.
+    """
+
+    weight: Callable[[np.ndarray], np.ndarray]
+    act: Callable[[np.ndarray], np.ndarray]
+    attn: "Callable[[np.ndarray], np.ndarray] | None" = None
+
+
+def _ocp(fmt: str) -> FakeQuant:
+    fn = lambda x: ocp_mx.fake_quantize(x, fmt)
+    return FakeQuant(weight=fn, act=fn)
+
+
+#: Baseline quantizers by key (``Scheme.quant``).
+QUANTIZERS: dict[str, FakeQuant] = {
+    "int8": FakeQuant(lambda w: int_weight(w, 8), lambda x: int_activation(x, 8)),
+    "int6": FakeQuant(lambda w: int_weight(w, 6), lambda x: int_activation(x, 6)),
+    "fp4": FakeQuant(fp4_e2m1, fp4_e2m1),
+    **{fmt: _ocp(fmt) for fmt in ocp_mx.FORMATS},
+}
+
+#: The key under which :func:`evaluate_keys` lists MixDiT, whose (p1, p2) is chosen at run time.
+MIXDIT = "mixdit"
+
+#: The paper's Table I grid, W / A in {MX9, MX6}^2.
+TABLE_I = {f"{w}w-{a}a": Scheme(f"MX{w[2]} W / MX{a[2]} A", "mx", w, a)
+           for w in ("mx9", "mx6") for a in ("mx9", "mx6")}
+
+_OCP_NAMES = {
+    "mxfp8_e4m3": "MXFP8 E4M3 (OCP)", "mxfp8_e5m2": "MXFP8 E5M2 (OCP)",
+    "mxfp6_e2m3": "MXFP6 E2M3 (OCP)", "mxfp6_e3m2": "MXFP6 E3M2 (OCP)",
+    "mxfp4_e2m1": "MXFP4 E2M1 (OCP)", "mxint8": "MXINT8 (OCP)",
+}
+
+#: Every scheme by key, in table order: the rows of the paper's Tables I and III, then the
+#: baselines. ``"mx9"`` and ``"mx6"`` are Table I's diagonal.
+SCHEMES: dict[str, Scheme] = {
+    "fp32": Scheme("FP32"),
+    "mx9": Scheme("MX9 / MX9", "mx", "mx9", "mx9"),
+    "mx9w-mx6a": TABLE_I["mx9w-mx6a"],
+    "mx6w-mx9a": TABLE_I["mx6w-mx9a"],
+    "mx6": Scheme("MX6 / MX6", "mx", "mx6", "mx6"),
+    "int8": Scheme("INT8 / INT8", "fake", quant="int8"),
+    "int6": Scheme("INT6 / INT6 (Q-DiT, ViDiT-Q style)", "fake", quant="int6"),
+    "fp4": Scheme("FP4 E2M1 (HQ-DiT style)", "fake", quant="fp4"),
+    **{fmt: Scheme(_OCP_NAMES[fmt], "fake", quant=fmt) for fmt in ocp_mx.FORMATS},
+}
+
+#: Modules that register further schemes when imported (see :func:`load_extensions`).
+EXTENSIONS: list[str] = []
+
+
+def register_scheme(key: str, scheme: Scheme, quantizer: "FakeQuant | None" = None) -> None:
+    """Add ``scheme`` under ``key`` (and its ``quantizer`` under ``scheme.quant``).
+
+    Raises
+    ------
+    ValueError
+        When ``key`` (or the quantizer's key) is taken by a different entry, or a ``"fake"``
+        scheme has no quantizer.
+    """
+    if key in SCHEMES and SCHEMES[key] != scheme or key == MIXDIT:
+        raise ValueError(f"scheme key {key!r} is taken")
+    if scheme.kind == "fake":
+        if quantizer is not None:
+            if QUANTIZERS.get(scheme.quant, quantizer) is not quantizer:
+                raise ValueError(f"quantizer key {scheme.quant!r} is taken")
+            QUANTIZERS[scheme.quant] = quantizer
+        if scheme.quant not in QUANTIZERS:
+            raise ValueError(f"scheme {key!r} names no registered quantizer {scheme.quant!r}")
+    elif scheme.kind not in ("fp32", "mx"):
+        raise ValueError(f"unknown scheme kind {scheme.kind!r}")
+    SCHEMES[key] = scheme
+
+
+def load_extensions() -> None:
+    """Import every module of :data:`EXTENSIONS` (each registers its schemes on import)."""
+    for name in EXTENSIONS:
+        importlib.import_module(name)
+
+
+def evaluate_keys() -> list[str]:
+    """The rows of ``mixdit evaluate``: every scheme, MixDiT after the uniform MX rows."""
+    keys = list(SCHEMES)
+    at = keys.index("mx6") + 1
+    return keys[:at] + [MIXDIT] + keys[at:]
 
 
 def mixdit_scheme(p1: float, p2: float) -> Scheme:
@@ -84,22 +201,6 @@ def mixdit_scheme(p1: float, p2: float) -> Scheme:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{what} must lie in [0, 1], not {p!r}")
     return Scheme(f"MixDiT ({p1:.0%}, {p2:.0%})", "mx", "mx6", "mx6", float(p1), float(p2))
-
-
-#: The rows of the paper's Table III (with MX6 W / MX9 A added, Table I's good mix).
-SCHEMES = {
-    "fp32": Scheme("FP32"),
-    "mx9": Scheme("MX9 / MX9", "mx", "mx9", "mx9"),
-    "mx6w-mx9a": Scheme("MX6 W / MX9 A", "mx", "mx6", "mx9"),
-    "mx6": Scheme("MX6 / MX6", "mx", "mx6", "mx6"),
-    "int8": Scheme("INT8 / INT8", "int", bits=8),
-    "int6": Scheme("INT6 / INT6 (Q-DiT, ViDiT-Q style)", "int", bits=6),
-    "fp4": Scheme("FP4 E2M1 (HQ-DiT style)", "fp4"),
-}
-
-#: The paper's Table I grid, W / A in {MX9, MX6}^2.
-TABLE_I = {f"{w}w-{a}a": Scheme(f"MX{w[2]} W / MX{a[2]} A", "mx", w, a)
-           for w in ("mx9", "mx6") for a in ("mx9", "mx6")}
 
 
 def mx_matmul_batched(a: MXTensor, w: MXTensor) -> np.ndarray:
@@ -255,13 +356,9 @@ class _MXLinear:
 
 
 def _fake_linear(weight: np.ndarray, bias: np.ndarray, scheme: Scheme) -> Callable:
-    if scheme.kind == "int":
-        wq = int_weight(weight, scheme.bits)
-        act = lambda x: int_activation(x, scheme.bits)
-    else:
-        wq = fp4_e2m1(weight)
-        act = fp4_e2m1
-    return lambda x: (act(x) @ wq.T + bias).astype(np.float32)
+    fq = QUANTIZERS[scheme.quant]
+    wq = np.ascontiguousarray(np.asarray(fq.weight(weight), dtype=np.float32).T)
+    return lambda x: (np.asarray(fq.act(x), dtype=np.float32) @ wq + bias).astype(np.float32)
 
 
 def _attention_pair(name: str, scheme: Scheme, calib: "Calibration | None", step: _Step,
@@ -284,12 +381,10 @@ def _attention_pair(name: str, scheme: Scheme, calib: "Calibration | None", step
         return out
 
     def fake(a: np.ndarray, bt: np.ndarray) -> np.ndarray:
-        b = np.swapaxes(bt, -1, -2)
-        if scheme.kind == "int":
-            qa = int_activation(a, scheme.bits)
-            qb = int_activation(b, scheme.bits)
-        else:
-            qa, qb = fp4_e2m1(a), fp4_e2m1(b)
+        fq = QUANTIZERS[scheme.quant]
+        op = fq.attn or fq.act
+        qa = op(a)
+        qb = op(np.ascontiguousarray(np.swapaxes(bt, -1, -2)))
         return np.matmul(qa, np.swapaxes(qb, -1, -2)).astype(np.float32)
 
     def wrap(a: "torch.Tensor", bt: "torch.Tensor") -> "torch.Tensor":
@@ -373,40 +468,37 @@ def sample(model, scheme: Scheme, labels: Sequence[int], seeds: Sequence[int],
            calib: "Calibration | None" = None, guidance: float = 2.0, num_steps: int = 25,
            batch: int = 100, progress: "Callable[[int], None] | None" = None,
            emulation: str = "fake") -> np.ndarray:
-    """Class-conditional samples ``[n, C, H, W]`` of ``model`` under ``scheme`` (DDIM, CFG)."""
+    """Class-conditional samples ``[n, C, H, W]`` of ``model`` under ``scheme`` (DDIM, CFG).
+
+    NumPy's BLAS runs on one thread here: its small matmuls spent most of their time spinning at
+    thread barriers on a loaded two-core machine (8.4 ms of CPU against 0.66 ms single-threaded
+    for a 640 x 128 x 384 product, measured).
+    """
+    from threadpoolctl import threadpool_limits
+
     from ..dit import ddim_sample
 
     q = QuantizedDiT(model, scheme, calib, emulation)
     out = []
-    for start in range(0, len(labels), batch):
-        lab, sd = labels[start:start + batch], seeds[start:start + batch]
-        out.append(ddim_sample(q.model, lab, sd, guidance, num_steps, on_step=q.on_step).numpy())
-        if progress is not None:
-            progress(len(lab))
+    with threadpool_limits(1):
+        for start in range(0, len(labels), batch):
+            lab, sd = labels[start:start + batch], seeds[start:start + batch]
+            out.append(ddim_sample(q.model, lab, sd, guidance, num_steps,
+                                   on_step=q.on_step).numpy())
+            if progress is not None:
+                progress(len(lab))
     return np.concatenate(out)
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Quality of one scheme: accuracy, Frechet distance and the mean distance to FP32 images."""
+    """One scheme's figures (:class:`golden.quality.fidelity.Fidelity`) under its label."""
 
     scheme: str
-    samples: int
-    accuracy: float
-    frechet: float
-    rmse_vs_fp32: "float | None"
+    fidelity: "object"
 
-
-def score(images: np.ndarray, labels: Sequence[int]) -> tuple[float, float]:
-    """Classifier accuracy and Frechet distance to the real training digits."""
-    from ..dit.data import load_digits_split
-    from ..dit.metric import accuracy, features, frechet_distance, load_classifier
-
-    clf = load_classifier()
-    x_train, _, _, _ = load_digits_split()
-    acc = accuracy(clf, images, np.asarray(labels))
-    fd = frechet_distance(features(clf, images), features(clf, x_train))
-    return acc, fd
+    def as_dict(self) -> dict:
+        return {"scheme": self.scheme, **self.fidelity.as_dict()}
 
 
 def cache_key(**parts) -> str:
@@ -415,16 +507,21 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def eval_labels(n: int, num_classes: int) -> tuple[list[int], list[int]]:
+    """The labels (``i % classes``) and seeds (``i``) of an evaluation of ``n`` samples."""
+    return [i % num_classes for i in range(n)], list(range(n))
+
+
 def evaluate(model, scheme: Scheme, n: int, calib: "Calibration | None", guidance: float,
-             num_steps: int, reference: "np.ndarray | None" = None, batch: int = 100,
+             num_steps: int, reference: np.ndarray, judge, batch: int = 100,
              progress: "Callable[[int], None] | None" = None,
              emulation: str = "fake") -> tuple[EvalResult, np.ndarray]:
-    """Sample ``n`` images (label ``i % 10``, seed ``i``) under ``scheme`` and score them."""
-    labels = [i % model.cfg.num_classes for i in range(n)]
-    seeds = list(range(n))
+    """Sample ``n`` images (label ``i % 10``, seed ``i``) under ``scheme`` and score them.
+
+    ``reference`` holds the FP32 images of the same labels and seeds (pass the FP32 run's own
+    images for the FP32 row); ``judge`` is a :class:`golden.quality.fidelity.Judge`.
+    """
+    labels, seeds = eval_labels(n, model.cfg.num_classes)
     imgs = sample(model, scheme, labels, seeds, calib, guidance, num_steps, batch, progress,
                   emulation)
-    acc, fd = score(imgs, labels)
-    rmse = None if reference is None else float(np.sqrt(np.mean((imgs - reference) ** 2)))
-    return EvalResult(scheme.name, n, acc, fd, rmse), imgs
-
+    return EvalResult(scheme.name, judge.score(imgs, labels, reference)), imgs

@@ -1,9 +1,10 @@
-"""``mixdit evaluate``: image quality of the shipped DiT with every accelerator GEMM quantized.
+"""``mixdit evaluate``: fidelity of a shipped DiT with every accelerator GEMM quantized.
 
-The paper's Table III (and, with ``--table-i``, Table I) on the project's DiT (spec §7):
-FP32, MX9, MX6 W / MX9 A, MX6, MixDiT (p1, p2), INT8, INT6 and FP4, scored by the digit
-classifier's accuracy and the Frechet distance in its feature space (:mod:`golden.quality.sampling`).
-Results are cached in ``--cache-dir`` keyed by everything that changes them.
+The paper's Tables I and III on the project's DiTs (spec §7; ``--model digits|fashion``): FP32,
+the W/A grid {MX9, MX6}^2, MixDiT (p1, p2), INT8, INT6, FP4 and the OCP MX formats of GPUs, each
+sampled on the same labels and seeds as FP32 and scored by :mod:`golden.quality.fidelity` (PSNR
+and SSIM against the FP32 twin, FD vs FP32, FD vs the real test images, label agreement,
+accuracy). Results are cached in ``--cache-dir`` keyed by everything that changes them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-#: Bump when golden/sampling.py changes what a cached result means.
-CACHE_VERSION = 1
+#: Bump when golden/quality changes what a cached result means.
+CACHE_VERSION = 2
+
+#: The columns of ``--json`` rows every consumer may rely on.
+JSON_FIELDS = ("model", "scheme", "psnr_db", "ssim", "fd_vs_fp32", "fd_vs_real",
+               "label_agreement", "accuracy")
 
 
 def add_common(p) -> None:
     """Flags shared by ``evaluate`` and ``tune``."""
+    p.add_argument("--model", default="digits", choices=("digits", "fashion"),
+                   help="which shipped DiT (and its metric classifier and test images)")
     p.add_argument("--samples", type=int, default=200,
                    help="class-conditional samples per scheme (labels i %% 10, seeds i)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps (paper §IV: 25)")
@@ -30,7 +37,10 @@ def add_common(p) -> None:
     p.add_argument("--emulation", choices=("fake", "exact"), default="fake",
                    help="MX GEMMs dequantized + float32 matmul (fake), or the bit-exact golden "
                         "GEMM (exact, ~40x slower)")
-    p.add_argument("--checkpoint", default=None, help="DiT checkpoint (default: the shipped one)")
+    p.add_argument("--checkpoint", default=None,
+                   help="DiT checkpoint (default: the --model's shipped one)")
+    p.add_argument("--classifier", default=None,
+                   help="metric classifier (default: the --model's shipped one)")
     p.add_argument("--batch", type=int, default=100, help="images sampled together")
     p.add_argument("--cache-dir", default="build/cache/quality", help="result cache")
 
@@ -38,20 +48,26 @@ def add_common(p) -> None:
 def register(sub, formatter_class) -> None:
     p = sub.add_parser(
         "evaluate", formatter_class=formatter_class,
-        help="quality of the shipped DiT under MX, MixDiT, INT and FP4 (paper Tables I and III)",
+        help="fidelity of a shipped DiT under MX, MixDiT, INT, FP4 and OCP MX (Tables I, III)",
         description=(
-            "Sample the shipped DiT (DDIM, classifier-free guidance) with every accelerator GEMM\n"
-            "quantized and print the classifier accuracy and Frechet distance of each scheme,\n"
-            "with the RMS difference of its images from the FP32 images of the same seeds."))
+            "Sample a shipped DiT (DDIM, classifier-free guidance) with every accelerator GEMM\n"
+            "quantized, on the labels and seeds of the FP32 run, and print per scheme: PSNR and\n"
+            "SSIM of each image against its FP32 twin (mean and worst), the Frechet distance of\n"
+            "the classifier features to the FP32 samples (FD vs FP32) and to the real test\n"
+            "images (FD vs real), the share of images labelled as their FP32 twin (label\n"
+            "agreement) and as the class asked for (accuracy)."))
     add_common(p)
     p.add_argument("--p1", type=float, default=None,
                    help="MixDiT p1 (default: the tune result in --tune-dir, else 0.05)")
     p.add_argument("--p2", type=float, default=None,
                    help="MixDiT p2 (default: the tune result in --tune-dir, else 0.20)")
-    p.add_argument("--tune-dir", default="build/tune", help="where `mixdit tune` wrote chosen.json")
+    p.add_argument("--tune-dir", default="build/tune",
+                   help="where `mixdit tune` wrote chosen.json (the --model's subfolder)")
+    p.add_argument("--schemes", default=None, metavar="K1,K2",
+                   help="only these scheme keys (default: all; FP32 always runs)")
     p.add_argument("--table-i", action="store_true",
-                   help="also the W/A grid {MX9, MX6}^2 of the paper's Table I")
-    p.add_argument("--json", metavar="F.json", help="write the table as JSON")
+                   help="also print the W/A grid {MX9, MX6}^2 of the paper's Table I")
+    p.add_argument("--json", metavar="F.json", help="write the rows as strict JSON")
     p.set_defaults(func=run)
 
 
@@ -79,28 +95,54 @@ class Progress:
 
 
 class Evaluator:
-    """Loads the model once, calibrates once, and evaluates schemes through the cache."""
+    """Loads the model and its judge once, calibrates once, evaluates schemes through the cache."""
 
     def __init__(self, args) -> None:
         import hashlib
 
         import torch
 
-        from golden.dit import CHECKPOINT_PATH, load_model
+        from golden.dit import load_model
+        from golden.dit.data import DatasetMissing
+        from golden.dit.metric import load_classifier
+        from golden.dit.shipped import shipped
+        from golden.quality import sampling
+        from golden.quality.fidelity import Judge
 
         for what in ("samples", "steps", "calib_samples", "batch"):
             if getattr(args, what) < 1:
                 raise UsageError(f"--{what.replace('_', '-')} must be positive, not "
                                  f"{getattr(args, what)}")
+        if args.samples < 2:
+            raise UsageError("--samples must be at least 2 (a Frechet distance needs two)")
+        sampling.load_extensions()
         torch.set_num_threads(1)
         self.args = args
-        path = Path(args.checkpoint) if args.checkpoint else CHECKPOINT_PATH
+        spec = shipped(args.model)
+        self.model_name = args.model
+        path = Path(args.checkpoint) if args.checkpoint else spec.checkpoint
         try:
             self.model = load_model(path)
         except (FileNotFoundError, ValueError) as exc:
-            raise UsageError(f"cannot load the DiT: {exc} (train it with `make train-dit`)") \
-                from None
+            raise UsageError(f"cannot load the DiT: {exc} (train it with "
+                             f"`{spec.train_command}`)") from None
+        clf_path = Path(args.classifier) if args.classifier else spec.classifier
+        try:
+            classifier = load_classifier(clf_path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(f"cannot load the classifier: {exc}") from None
+        try:
+            real, _ = spec.test_images()
+        except DatasetMissing as exc:
+            raise UsageError(str(exc)) from None
+        cfg = self.model.cfg
+        if real.shape[1:] != (cfg.in_channels, cfg.input_size, cfg.input_size):
+            raise UsageError(f"the DiT makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size}"
+                             f" images but --model {args.model}'s are "
+                             f"{'x'.join(map(str, real.shape[1:]))}; pick the matching --model")
+        self.judge = Judge(classifier, real)
         self.ckpt = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self.clf = hashlib.sha256(clf_path.read_bytes()).hexdigest()[:16]
         self.cache = Path(args.cache_dir)
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
@@ -113,8 +155,9 @@ class Evaluator:
         from golden.quality.sampling import cache_key
 
         a = self.args
-        return cache_key(v=CACHE_VERSION, ckpt=self.ckpt, n=a.samples, steps=a.steps,
-                         guidance=a.guidance, calib=a.calib_samples, emu=a.emulation, **extra)
+        return cache_key(v=CACHE_VERSION, ckpt=self.ckpt, clf=self.clf, n=a.samples,
+                         steps=a.steps, guidance=a.guidance, calib=a.calib_samples,
+                         emu=a.emulation, **extra)
 
     @property
     def calib(self):
@@ -137,46 +180,58 @@ class Evaluator:
         return self._calib
 
     def reference(self):
-        """The FP32 images of the evaluation seeds (for the RMS difference)."""
+        """The FP32 images of the evaluation labels and seeds, sampled once and cached."""
         import numpy as np
 
+        from golden.quality import sampling
+
         if self._ref is None:
+            a = self.args
             f = self.cache / f"fp32-images-{self._key()}.npy"
             if not f.is_file():
-                self.run_scheme("fp32")
+                labels, seeds = sampling.eval_labels(a.samples, self.model.cfg.num_classes)
+                imgs = sampling.sample(self.model, sampling.SCHEMES["fp32"], labels, seeds, None,
+                                       a.guidance, a.steps, a.batch,
+                                       Progress(a.samples, "FP32"))
+                np.save(f, imgs)
             self._ref = np.load(f)
         return self._ref
 
     def run_scheme(self, key: str, scheme=None) -> dict:
-        """Evaluate one scheme (by its key in SCHEMES / TABLE_I, or given), cached."""
+        """Evaluate one scheme (by its key in SCHEMES, or given), cached; a JSON-ready row."""
         import dataclasses
         import json
 
-        import numpy as np
         from threadpoolctl import threadpool_limits
 
         from golden.quality import sampling
+        from golden.quality.fidelity import json_safe
 
-        scheme = scheme or {**sampling.SCHEMES, **sampling.TABLE_I}[key]
+        scheme = scheme or sampling.SCHEMES[key]
         f = self.cache / f"eval-{self._key(scheme=dataclasses.asdict(scheme))}.json"
         if f.is_file():
             return json.loads(f.read_text())
         a = self.args
-        ref = None if scheme.kind == "fp32" else self.reference()
+        ref = self.reference()
         calib = self.calib if scheme.is_mixdit else None
         with threadpool_limits(1):
-            res, imgs = sampling.evaluate(self.model, scheme, a.samples, calib, a.guidance,
-                                         a.steps, ref, a.batch, Progress(a.samples, scheme.name),
-                                         a.emulation)
-        if scheme.kind == "fp32":
-            np.save(self.cache / f"fp32-images-{self._key()}.npy", imgs)
-        out = dataclasses.asdict(res) | {"kind": scheme.kind, "w": scheme.w, "a": scheme.a,
-                                          "p1": scheme.p1, "p2": scheme.p2, "bits": scheme.bits}
-        f.write_text(json.dumps(out, indent=1))
+            if scheme.kind == "fp32":
+                labels, _ = sampling.eval_labels(a.samples, self.model.cfg.num_classes)
+                res = sampling.EvalResult(scheme.name, self.judge.score(ref, labels, ref))
+            else:
+                res, _ = sampling.evaluate(self.model, scheme, a.samples, calib, a.guidance,
+                                           a.steps, ref, self.judge, a.batch,
+                                           Progress(a.samples, scheme.name), a.emulation)
+        out = {"model": self.model_name, "key": key, **res.as_dict(), "kind": scheme.kind,
+               "w": scheme.w, "a": scheme.a, "p1": scheme.p1, "p2": scheme.p2,
+               "quant": scheme.quant, "steps": a.steps, "guidance": a.guidance,
+               "emulation": a.emulation}
+        out = json_safe(out)
+        f.write_text(json.dumps(out, indent=1, allow_nan=False))
         return out
 
 
-def chosen_p(tune_dir: str) -> "tuple[float, float] | None":
+def chosen_p(tune_dir: Path) -> "tuple[float, float] | None":
     """The (p1, p2) that ``mixdit tune`` chose, when its result exists."""
     import json
 
@@ -187,44 +242,59 @@ def chosen_p(tune_dir: str) -> "tuple[float, float] | None":
     return float(d["p1"]), float(d["p2"])
 
 
+def _fmt(v, spec: str, none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
 def run(args) -> int:
     import json
 
     from ..tables import print_table
     from golden.quality import sampling
+    from golden.quality.fidelity import json_safe
 
-    chosen = chosen_p(args.tune_dir)
+    chosen = chosen_p(Path(args.tune_dir) / args.model)
     p1 = args.p1 if args.p1 is not None else (chosen[0] if chosen else 0.05)
     p2 = args.p2 if args.p2 is not None else (chosen[1] if chosen else 0.20)
     for v, name in ((p1, "--p1"), (p2, "--p2")):
         if not 0 <= v <= 1:
             raise UsageError(f"{name} must lie in [0, 1], not {v}")
     ev = Evaluator(args)
-    keys = ["fp32", "mx9", "mx6w-mx9a", "mx6", "mixdit", "int8", "int6", "fp4"]
-    if args.table_i:
-        keys += ["mx9w-mx6a"]
+    keys = sampling.evaluate_keys()
+    if args.schemes:
+        wanted = [k.strip() for k in args.schemes.split(",") if k.strip()]
+        unknown = [k for k in wanted if k not in keys]
+        if unknown:
+            raise UsageError(f"unknown scheme {unknown[0]!r}; choose from {', '.join(keys)}")
+        keys = ["fp32"] + [k for k in keys if k in wanted and k != "fp32"]
     rows, out = [], []
     for k in keys:
-        r = ev.run_scheme(k, sampling.mixdit_scheme(p1, p2) if k == "mixdit" else None)
+        r = ev.run_scheme(k, sampling.mixdit_scheme(p1, p2) if k == sampling.MIXDIT else None)
         out.append(r)
         pp = "-" if r["p1"] is None else f"({r['p1']:.0%}, {r['p2']:.0%})"
-        rmse = "-" if r["rmse_vs_fp32"] is None else f"{r['rmse_vs_fp32']:.4f}"
-        rows.append([r["scheme"], pp, f"{r['accuracy']:.1%}", f"{r['frechet']:.3f}", rmse])
-    print(f"Quality of the shipped DiT ({ev.model.cfg.depth} blocks, hidden "
-          f"{ev.model.cfg.hidden_size}), {args.samples} samples per scheme, {args.steps} DDIM "
+        rows.append([r["scheme"], pp,
+                     _fmt(r["psnr_db"], ".2f", "inf"), _fmt(r["psnr_worst_db"], ".2f", "inf"),
+                     _fmt(r["ssim"], ".4f"), _fmt(r["ssim_worst"], ".4f"),
+                     _fmt(r["fd_vs_fp32"], ".3f"), _fmt(r["fd_vs_real"], ".3f"),
+                     _fmt(r["label_agreement"], ".1%"), _fmt(r["accuracy"], ".1%")])
+    cfg = ev.model.cfg
+    print(f"Fidelity of the {args.model} DiT ({cfg.depth} blocks, hidden {cfg.hidden_size}, "
+          f"{cfg.num_tokens} tokens), {args.samples} samples per scheme, {args.steps} DDIM "
           f"steps, guidance {args.guidance}, MX GEMMs {args.emulation}"
           f"{' (dequantize + float32 matmul)' if args.emulation == 'fake' else ' (bit-exact)'}")
-    print_table(["scheme", "(p1, p2)", "accuracy", "Frechet dist.", "RMS vs FP32"], rows)
+    print_table(["scheme", "(p1, p2)", "PSNR dB", "worst", "SSIM", "worst", "FD vs FP32",
+                 "FD vs real", "label agr.", "accuracy"], rows)
     if args.table_i:
-        print("\nTable I grid (W / A)")
-        grid = {(r["w"], r["a"]): r["frechet"] for r in out if r["kind"] == "mx"
-                and r["p1"] is None}
-        print_table(["W \\ A", "MX9", "MX6"],
-                    [[w.upper()] + [f"{grid[(w, a)]:.3f}" for a in ("mx9", "mx6")]
-                     for w in ("mx9", "mx6")])
+        grid = {(r["w"], r["a"]): r for r in out if r["kind"] == "mx" and r["p1"] is None}
+        if len(grid) == 4:
+            print("\nTable I grid (W / A): FD vs FP32, PSNR dB")
+            print_table(["W \\ A", "MX9", "MX6"],
+                        [[w.upper()] + [f"{grid[(w, a)]['fd_vs_fp32']:.3f}, "
+                                        f"{_fmt(grid[(w, a)]['psnr_db'], '.2f', 'inf')}"
+                                        for a in ("mx9", "mx6")] for w in ("mx9", "mx6")])
     if args.json:
         try:
-            Path(args.json).write_text(json.dumps(out, indent=1))
+            Path(args.json).write_text(json.dumps(json_safe(out), indent=1, allow_nan=False))
         except OSError as exc:
             raise UsageError(f"cannot write {args.json!r}: {exc.strerror}") from None
         print(f"wrote    {args.json}")

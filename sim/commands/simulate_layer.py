@@ -33,6 +33,9 @@ def register(sub, formatter_class) -> None:
     src.add_argument("--activations", metavar="F.npz",
                      help="a capture file instead of capturing now (weights still come from the "
                           "shipped checkpoint)")
+    p.add_argument("--model", choices=("digits", "fashion"),
+                   help="a shipped DiT by name instead of --checkpoint (fashion: the "
+                        "Fashion-MNIST DiT, golden/dit/weights/dit_fashion.safetensors)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--layer", metavar="NAME",
                        help="blocks.N.attn.qkv, blocks.N.attn.proj, blocks.N.mlp.fc1, "
@@ -79,6 +82,12 @@ def validate(args) -> None:
     output_file(args.vcd, "--vcd")
     for name, count, fields in FLIP_ENVS:
         env_ints(name, count, fields)
+    if getattr(args, "model", None) is not None:
+        from golden.dit.shipped import shipped
+
+        if args.checkpoint:
+            raise UsageError("give --model or --checkpoint, not both")
+        args.checkpoint = str(shipped(args.model).checkpoint)
     check_fraction(args.p1, "--p1")
     check_fraction(args.p2, "--p2")
     if args.rounding not in ROUNDINGS:
