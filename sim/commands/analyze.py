@@ -30,15 +30,12 @@ def register(sub, formatter_class) -> None:
 
 def _load(what: str):
     """A capture by model name (its shipped fixture) or file; the arrays and a display name."""
-    from golden.dit.capture import FIXTURES, load_capture
+    from golden.dit.capture import FIXTURES
+
+    from ..inputs import load_capture
 
     path = FIXTURES[what][0] if what in FIXTURES else what
-    try:
-        return load_capture(path), (what if what in FIXTURES else str(path))
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read {str(path)!r} as an .npz: {exc}") from None
+    return load_capture(path), (what if what in FIXTURES else str(path))
 
 
 def _stats(arrays, name: str, top: float):
