@@ -18,6 +18,10 @@ Schemes (:class:`Scheme`):
   The baselines' extra machinery (Q-DiT's group search, ViDiT-Q's channel balancing) is not
   reproduced, only their number format and granularity.
 - FP4 (``"fp4"``, HQ-DiT style): E2M1 with one scale per tensor on both operands.
+- The published methods with their own machinery (:mod:`golden.quality.methods`): ViDiT-Q
+  (smoothing, Hadamard, dynamic per-token ranges; W8A8, W6A6, and W4A8 with its
+  metric-decoupled mixed precision), Q-DiT (group-size search, dynamic activations; W6A6) and
+  HQ-DiT (FP4 format selection, clipping search, Hadamard; W4A4).
 
 Quality (:mod:`golden.dit.metric`): the digit classifier's accuracy on the class-conditional
 samples, and the Frechet distance of the samples' classifier features to the real training
@@ -43,7 +47,7 @@ from ..mx import MXTensor, quantize
 
 __all__ = ["Scheme", "SCHEMES", "TABLE_I", "mixdit_scheme", "mx_matmul_batched", "Calibration",
            "calibrate", "QuantizedDiT", "sample", "score", "evaluate", "EvalResult", "cache_key",
-           "EMULATIONS"]
+           "EMULATIONS", "METHOD_KINDS"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,17 @@ SCHEMES = {
     "int8": Scheme("INT8 / INT8", "int", bits=8),
     "int6": Scheme("INT6 / INT6 (Q-DiT, ViDiT-Q style)", "int", bits=6),
     "fp4": Scheme("FP4 E2M1 (HQ-DiT style)", "fp4"),
+    # The published methods (golden/quality/methods.py; w / a name the formats).
+    "vidit-q-w8a8": Scheme("ViDiT-Q W8A8", "vidit-q", "int8", "int8"),
+    "vidit-q-w6a6": Scheme("ViDiT-Q W6A6", "vidit-q", "int6", "int6"),
+    "vidit-q-mp-w4a8": Scheme("ViDiT-Q-MP W4A8", "vidit-q-mp", "int4", "int8"),
+    "q-dit-w6a6": Scheme("Q-DiT W6A6", "q-dit", "int6", "int6"),
+    "hq-dit-w4a4": Scheme("HQ-DiT W4A4 (FP4)", "hq-dit", "fp4", "fp4"),
 }
+
+#: Scheme kinds built by :func:`golden.quality.methods.install` (their ``calib`` is a
+#: :class:`golden.quality.methods.MethodCalibration`).
+METHOD_KINDS = ("vidit-q", "vidit-q-mp", "q-dit", "hq-dit")
 
 #: The paper's Table I grid, W / A in {MX9, MX6}^2.
 TABLE_I = {f"{w}w-{a}a": Scheme(f"MX{w[2]} W / MX{a[2]} A", "mx", w, a)
@@ -351,6 +365,11 @@ class QuantizedDiT:
         self.model = copy.deepcopy(model)
         self.scheme = scheme
         if scheme.kind == "fp32":
+            return
+        if scheme.kind in METHOD_KINDS:
+            from .methods import install
+
+            install(self.model, scheme, calib)
             return
 
         def linear(name, lin):
