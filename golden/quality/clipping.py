@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["CLIP_RATIOS", "search_clip"]
 
 #: Candidate ratios of the clipping range to the data's maximum (1.0 = no clipping).
-CLIP_RATIOS = tuple(np.round(np.linspace(0.30, 1.00, 36), 2).tolist())
+CLIP_RATIOS = tuple(np.round(np.linspace(0.50, 1.00, 26), 2).tolist())
 
 
 def search_clip(x: np.ndarray, quantize: Callable[[np.ndarray, float], np.ndarray],

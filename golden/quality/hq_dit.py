@@ -56,7 +56,13 @@ def choose_format(x: np.ndarray) -> tuple[str, float, dict[str, float]]:
     return best[0], best[1], table
 
 
+#: At most this many calibration rows (a fixed subset) enter an activation's format search.
+SEARCH_ROWS = 256
+
+
 def _act_quantizer(rows: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], str, float]:
+    if rows.shape[0] > SEARCH_ROWS:
+        rows = rows[np.random.default_rng(0).choice(rows.shape[0], SEARCH_ROWS, replace=False)]
     fmt, r, _ = choose_format(rotate(rows))
     return (lambda x: fp_quantize(x, fmt, r * rowmax(x))), fmt, r
 

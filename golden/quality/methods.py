@@ -64,20 +64,20 @@ def bits_of(fmt: str) -> int:
 
 
 def calibrate(model, scheme, n: int, guidance: float, num_steps: int,
-              progress: "Callable[[str], None] | None" = None) -> MethodCalibration:
+              sensitivity_samples: int = SENSITIVITY_SAMPLES) -> MethodCalibration:
     """Record the operands on ``n`` FP32 samples (seeds 100000 + i, as MixDiT's calibration)
-    and, for ViDiT-Q-MP, run the sensitivity analysis."""
+    and, for ViDiT-Q-MP, run the sensitivity analysis on ``sensitivity_samples`` others."""
     labels = [i % model.cfg.num_classes for i in range(n)]
     ops = record(model, labels, [100000 + i for i in range(n)], guidance, num_steps,
                  ROWS_PER_STEP)
     cal = MethodCalibration(ops)
     if scheme.kind == "vidit-q-mp":
-        _sensitivity(model, scheme, cal, guidance, num_steps)
+        _sensitivity(model, scheme, cal, guidance, num_steps, sensitivity_samples)
     return cal
 
 
-def _sensitivity(model, scheme, cal: MethodCalibration, guidance: float, num_steps: int) -> None:
-    n = SENSITIVITY_SAMPLES
+def _sensitivity(model, scheme, cal: MethodCalibration, guidance: float, num_steps: int,
+                 n: int = SENSITIVITY_SAMPLES) -> None:
     labels = [i % model.cfg.num_classes for i in range(n)]
     cal.sensitivity = vidit_q.sensitivity(model, cal.operands, bits_of(scheme.w),
                                           bits_of(scheme.a), labels,
@@ -190,7 +190,7 @@ def report(scheme, calib: MethodCalibration) -> list[tuple[str, list[str], list[
     plan = calib.plans.get(scheme.name, {})
     if scheme.kind == "vidit-q-mp" and calib.sensitivity:
         high = set(calib.high or [])
-        rows = [[r["layer"]] + [f"{r[m]:.4f}" for m in vidit_q.SENSITIVITY_METRICS]
+        rows = [[r["layer"]] + [f"{r[m]:.4g}" for m in vidit_q.SENSITIVITY_METRICS]
                 + ["W8A8" if r["layer"] in high else f"W{bits_of(scheme.w)}A{bits_of(scheme.a)}"]
                 for r in calib.sensitivity]
         out.append((f"{scheme.name}: sensitivity of each linear layer quantized alone to "

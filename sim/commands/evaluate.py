@@ -1,7 +1,8 @@
 """``mixdit evaluate``: image quality of the shipped DiT with every accelerator GEMM quantized.
 
 The paper's Table III (and, with ``--table-i``, Table I) on the project's DiT (spec §7):
-FP32, MX9, MX6 W / MX9 A, MX6, MixDiT (p1, p2), INT8, INT6 and FP4, scored by the digit
+FP32, MX9, MX6 W / MX9 A, MX6, MixDiT (p1, p2), INT8, INT6 and FP4, and the published
+methods ViDiT-Q (W8A8, W6A6, ViDiT-Q-MP W4A8), Q-DiT (W6A6) and HQ-DiT (FP4), scored by the digit
 classifier's accuracy and the Frechet distance in its feature space (:mod:`golden.quality.sampling`).
 Results are cached in ``--cache-dir`` keyed by everything that changes them.
 """
@@ -38,7 +39,8 @@ def add_common(p) -> None:
 def register(sub, formatter_class) -> None:
     p = sub.add_parser(
         "evaluate", formatter_class=formatter_class,
-        help="quality of the shipped DiT under MX, MixDiT, INT and FP4 (paper Tables I and III)",
+        help="quality of the shipped DiT under MX, MixDiT, INT, FP4, ViDiT-Q, Q-DiT and HQ-DiT "
+             "(paper Tables I and III)",
         description=(
             "Sample the shipped DiT (DDIM, classifier-free guidance) with every accelerator GEMM\n"
             "quantized and print the classifier accuracy and Frechet distance of each scheme,\n"
@@ -52,6 +54,9 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--table-i", action="store_true",
                    help="also the W/A grid {MX9, MX6}^2 of the paper's Table I")
     p.add_argument("--json", metavar="F.json", help="write the table as JSON")
+    p.add_argument("--verbose-methods", action="store_true",
+                   help="also print Q-DiT's group sizes and HQ-DiT's FP4 formats per layer "
+                        "(ViDiT-Q-MP's sensitivity table is always printed)")
     p.set_defaults(func=run)
 
 
@@ -108,6 +113,7 @@ class Evaluator:
             raise UsageError(f"cannot create {str(self.cache)!r}: {exc.strerror}") from None
         self._calib = None
         self._ref = None
+        self._method_calib: dict = {}
 
     def _key(self, **extra) -> str:
         from golden.quality.sampling import cache_key
@@ -136,6 +142,16 @@ class Evaluator:
                 self._calib.save(f)
         return self._calib
 
+    def method_calib(self, scheme):
+        """The published methods' calibration (golden.quality.methods), cached per kind."""
+        from golden.quality import methods
+
+        if scheme.kind not in self._method_calib:
+            a = self.args
+            self._method_calib[scheme.kind] = methods.load_or_calibrate(
+                self.model, scheme, a.calib_samples, a.guidance, a.steps, self.cache, self.ckpt)
+        return self._method_calib[scheme.kind]
+
     def reference(self):
         """The FP32 images of the evaluation seeds (for the RMS difference)."""
         import numpy as np
@@ -158,12 +174,14 @@ class Evaluator:
         from golden.quality import sampling
 
         scheme = scheme or {**sampling.SCHEMES, **sampling.TABLE_I}[key]
-        f = self.cache / f"eval-{self._key(scheme=dataclasses.asdict(scheme))}.json"
+        method = scheme.kind in sampling.METHOD_KINDS
+        extra = {"methods": methods_version()} if method else {}
+        f = self.cache / f"eval-{self._key(scheme=dataclasses.asdict(scheme), **extra)}.json"
         if f.is_file():
             return json.loads(f.read_text())
         a = self.args
         ref = None if scheme.kind == "fp32" else self.reference()
-        calib = self.calib if scheme.is_mixdit else None
+        calib = self.method_calib(scheme) if method else self.calib if scheme.is_mixdit else None
         with threadpool_limits(1):
             res, imgs = sampling.evaluate(self.model, scheme, a.samples, calib, a.guidance,
                                          a.steps, ref, a.batch, Progress(a.samples, scheme.name),
@@ -176,6 +194,13 @@ class Evaluator:
         return out
 
 
+def methods_version() -> int:
+    """The cache version of golden.quality.methods (part of the method rows' cache keys)."""
+    from golden.quality.methods import VERSION
+
+    return VERSION
+
+
 def chosen_p(tune_dir: str) -> "tuple[float, float] | None":
     """The (p1, p2) that ``mixdit tune`` chose, when its result exists."""
     import json
@@ -185,6 +210,24 @@ def chosen_p(tune_dir: str) -> "tuple[float, float] | None":
         return None
     d = json.loads(f.read_text())
     return float(d["p1"]), float(d["p2"])
+
+
+def print_method_reports(ev, verbose: bool) -> None:
+    """The published methods' calibration tables (ViDiT-Q-MP's layer sensitivity; with
+    ``verbose`` also Q-DiT's group sizes and HQ-DiT's formats)."""
+    from ..tables import print_table
+    from golden.quality import methods, sampling
+
+    for scheme in sampling.SCHEMES.values():
+        if scheme.kind not in sampling.METHOD_KINDS or (scheme.kind != "vidit-q-mp"
+                                                        and not verbose):
+            continue
+        cal = ev.method_calib(scheme)
+        if scheme.name not in cal.plans:   # the rows came from the cache: make the plan again
+            sampling.QuantizedDiT(ev.model, scheme, cal)
+        for title, headers, rows in methods.report(scheme, cal):
+            print(f"\n{title}")
+            print_table(headers, rows)
 
 
 def run(args) -> int:
@@ -200,7 +243,8 @@ def run(args) -> int:
         if not 0 <= v <= 1:
             raise UsageError(f"{name} must lie in [0, 1], not {v}")
     ev = Evaluator(args)
-    keys = ["fp32", "mx9", "mx6w-mx9a", "mx6", "mixdit", "int8", "int6", "fp4"]
+    keys = ["fp32", "mx9", "mx6w-mx9a", "mx6", "mixdit", "int8", "int6", "fp4",
+            "vidit-q-w8a8", "vidit-q-w6a6", "vidit-q-mp-w4a8", "q-dit-w6a6", "hq-dit-w4a4"]
     if args.table_i:
         keys += ["mx9w-mx6a"]
     rows, out = [], []
@@ -215,6 +259,7 @@ def run(args) -> int:
           f"steps, guidance {args.guidance}, MX GEMMs {args.emulation}"
           f"{' (dequantize + float32 matmul)' if args.emulation == 'fake' else ' (bit-exact)'}")
     print_table(["scheme", "(p1, p2)", "accuracy", "Frechet dist.", "RMS vs FP32"], rows)
+    print_method_reports(ev, args.verbose_methods)
     if args.table_i:
         print("\nTable I grid (W / A)")
         grid = {(r["w"], r["a"]): r["frechet"] for r in out if r["kind"] == "mx"
