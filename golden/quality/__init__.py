@@ -5,4 +5,8 @@ Modules
 sampling   sampling the DiT with every GEMM quantized, calibration and its cache (Tables I, III)
 metrics    error of a quantized result against its FP32 reference
 baselines  the INT-n and FP4 quantizers the paper compares MixDiT with
+methods    the published methods as schemes: vidit_q, q_dit, hq_dit
+hadamard, smoothing, uniform, minifloat, clipping, operands
+           their building blocks: rotation, SmoothQuant scales, dynamic INT, FP4 grids,
+           clipping search, calibration operands
 """

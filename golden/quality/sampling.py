@@ -59,10 +59,10 @@ class Scheme:
     name : str
         Label for tables.
     kind : str
-        ``"fp32"``, ``"mx"``, ``"int"`` or ``"fp4"``.
+        ``"fp32"``, ``"mx"``, ``"int"``, ``"fp4"``, or one of :data:`METHOD_KINDS`.
     w, a : str
         For ``"mx"``: weight and activation formats (``"mx6"``/``"mx9"``); attention operands are
-        both in ``a``, except under MixDiT.
+        both in ``a``, except under MixDiT. For a method: ``"int8"``, ``"fp4"``, ...
     p1, p2 : float or None
         MixDiT's MX9 shares; None for a uniform scheme.
     bits : int
