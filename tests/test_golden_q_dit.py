@@ -69,7 +69,8 @@ def test_plan_picks_each_layers_best_candidate_without_a_budget(seed):
             np.float32)
     groups, errors = q_dit.plan(weights, Operands({}, rows), 6, 6, budget=0)
     for name, w in weights.items():
-        ref = {g: reference_layer_error(rows[name], w, g, 6, 6) for g in q_dit.candidates(w.shape[1])}
+        ref = {g: reference_layer_error(rows[name], w, g, 6, 6)
+               for g in q_dit.candidates(w.shape[1])}
         for g, e in ref.items():
             assert errors[name][g] == pytest.approx(e, rel=1e-3)   # float32 vs float64 quantizer
         assert groups[name] == min(ref, key=ref.get)

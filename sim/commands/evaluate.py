@@ -2,8 +2,9 @@
 
 The paper's Table III (and, with ``--table-i``, Table I) on the project's DiT (spec §7):
 FP32, MX9, MX6 W / MX9 A, MX6, MixDiT (p1, p2), INT8, INT6 and FP4, and the published
-methods ViDiT-Q (W8A8, W6A6, ViDiT-Q-MP W4A8), Q-DiT (W6A6) and HQ-DiT (FP4), scored by the digit
-classifier's accuracy and the Frechet distance in its feature space (:mod:`golden.quality.sampling`).
+methods ViDiT-Q (W8A8, W6A6, ViDiT-Q-MP W4A8), Q-DiT (W6A6) and HQ-DiT (FP4), scored by the
+digit classifier's accuracy and the Frechet distance in its feature space
+(:mod:`golden.quality.sampling`).
 Results are cached in ``--cache-dir`` keyed by everything that changes them.
 """
 
