@@ -47,8 +47,8 @@ def test_every_method_scheme_samples_near_fp32(tiny):
                 x = sampling.sample(model, sc, labels, seeds, cal, 2.0, 3)
             assert np.isfinite(x).all()
             rms[key] = float(np.sqrt(np.mean((x - fp32) ** 2)))
-    assert set(rms) == {"vidit-q-w8a8", "vidit-q-w6a6", "vidit-q-mp-w4a8", "q-dit-w6a6",
-                        "hq-dit-w4a4"}
+    assert set(rms) == {"vidit-q-w8a8", "vidit-q-w6a6", "vidit-q-w4a8", "vidit-q-mp-w4a8",
+                        "q-dit-w6a6", "hq-dit-w4a4"}
     assert 0 < rms["vidit-q-w8a8"] < rms["vidit-q-w6a6"] < rms["hq-dit-w4a4"]
     assert rms["vidit-q-w8a8"] < 0.02
     mp = cal.plans["ViDiT-Q-MP W4A8"]

@@ -19,7 +19,7 @@ Schemes (:class:`Scheme`):
   reproduced, only their number format and granularity.
 - FP4 (``"fp4"``, HQ-DiT style): E2M1 with one scale per tensor on both operands.
 - The published methods with their own machinery (:mod:`golden.quality.methods`): ViDiT-Q
-  (smoothing, Hadamard, dynamic per-token ranges; W8A8, W6A6, and W4A8 with its
+  (smoothing, Hadamard, dynamic per-token ranges; W8A8, W6A6, W4A8, and W4A8 with its
   metric-decoupled mixed precision), Q-DiT (group-size search, dynamic activations; W6A6) and
   HQ-DiT (FP4 format selection, clipping search, Hadamard; W4A4).
 
@@ -102,6 +102,7 @@ SCHEMES = {
     # The published methods (golden/quality/methods.py; w / a name the formats).
     "vidit-q-w8a8": Scheme("ViDiT-Q W8A8", "vidit-q", "int8", "int8"),
     "vidit-q-w6a6": Scheme("ViDiT-Q W6A6", "vidit-q", "int6", "int6"),
+    "vidit-q-w4a8": Scheme("ViDiT-Q W4A8", "vidit-q", "int4", "int8"),
     "vidit-q-mp-w4a8": Scheme("ViDiT-Q-MP W4A8", "vidit-q-mp", "int4", "int8"),
     "q-dit-w6a6": Scheme("Q-DiT W6A6", "q-dit", "int6", "int6"),
     "hq-dit-w4a4": Scheme("HQ-DiT W4A4 (FP4)", "hq-dit", "fp4", "fp4"),

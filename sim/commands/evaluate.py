@@ -2,7 +2,7 @@
 
 The paper's Table III (and, with ``--table-i``, Table I) on the project's DiT (spec §7):
 FP32, MX9, MX6 W / MX9 A, MX6, MixDiT (p1, p2), INT8, INT6 and FP4, and the published
-methods ViDiT-Q (W8A8, W6A6, ViDiT-Q-MP W4A8), Q-DiT (W6A6) and HQ-DiT (FP4), scored by the
+methods ViDiT-Q (W8A8, W6A6, W4A8, ViDiT-Q-MP W4A8), Q-DiT (W6A6) and HQ-DiT (FP4), scored by the
 digit classifier's accuracy and the Frechet distance in its feature space
 (:mod:`golden.quality.sampling`).
 Results are cached in ``--cache-dir`` keyed by everything that changes them.
@@ -245,7 +245,8 @@ def run(args) -> int:
             raise UsageError(f"{name} must lie in [0, 1], not {v}")
     ev = Evaluator(args)
     keys = ["fp32", "mx9", "mx6w-mx9a", "mx6", "mixdit", "int8", "int6", "fp4",
-            "vidit-q-w8a8", "vidit-q-w6a6", "vidit-q-mp-w4a8", "q-dit-w6a6", "hq-dit-w4a4"]
+            "vidit-q-w8a8", "vidit-q-w6a6", "vidit-q-w4a8", "vidit-q-mp-w4a8", "q-dit-w6a6",
+            "hq-dit-w4a4"]
     if args.table_i:
         keys += ["mx9w-mx6a"]
     rows, out = [], []
