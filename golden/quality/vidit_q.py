@@ -21,9 +21,9 @@ What is reproduced (fake quantization, float32 matmuls):
   pixel distance from that image (how it is drawn; the analogue of its fidelity metrics).
 
 Not reproduced: ViDiT-Q's GPU kernels, its timestep-wise mixed precision, and the per-metric
-weighting of the paper's video metrics. The attention products (Q K^T, P V), which ViDiT-Q keeps
-in higher precision, are quantized here like every other accelerator GEMM, per row along the
-reduction axis, dynamically, at the activation bit width.
+weighting of the paper's video metrics. The attention products (Q K^T, P V) are quantized here
+like every other accelerator GEMM (whatever precision ViDiT-Q itself gives them): per row along
+the reduction axis, dynamically, at the activation bit width.
 """
 
 from __future__ import annotations
