@@ -21,13 +21,17 @@ them):
   not reproduced, only the number format and granularity), FP4 E2M1 with one scale per tensor
   (HQ-DiT style), and the OCP MX formats of GPUs (:mod:`golden.quality.ocp_mx`, blocks of 32
   along K for both operands).
+- The published methods with their own machinery (:mod:`golden.quality.methods`): ViDiT-Q
+  (smoothing, Hadamard, dynamic per-token ranges; W8A8, W6A6, W4A8, and W4A8 with its
+  metric-decoupled mixed precision), Q-DiT (group-size search, dynamic activations; W6A6) and
+  HQ-DiT (FP4 format selection, clipping search, Hadamard; W4A4).
 
 Adding a scheme (the extension point)::
 
     from golden.quality import sampling
     sampling.register_scheme(
-        "vidit-q-w8a8",
-        sampling.Scheme("ViDiT-Q W8A8", "fake", quant="vidit-q-w8a8"),
+        "my-w8a8",
+        sampling.Scheme("My W8A8", "fake", quant="my-w8a8"),
         sampling.FakeQuant(weight=my_weight_fn, act=my_act_fn),
     )
 
@@ -60,7 +64,7 @@ from ..mx import MXTensor, quantize
 __all__ = ["Scheme", "FakeQuant", "QUANTIZERS", "SCHEMES", "TABLE_I", "MIXDIT",
            "register_scheme", "evaluate_keys", "load_extensions", "EXTENSIONS", "mixdit_scheme",
            "mx_matmul_batched", "Calibration", "calibrate", "QuantizedDiT", "sample", "evaluate",
-           "EvalResult", "eval_labels", "cache_key", "EMULATIONS"]
+           "EvalResult", "eval_labels", "cache_key", "EMULATIONS", "METHOD_KINDS"]
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,11 @@ class Scheme:
     name : str
         Label for tables.
     kind : str
-        ``"fp32"``, ``"mx"`` (the accelerator's formats) or ``"fake"`` (a :class:`FakeQuant`).
+        ``"fp32"``, ``"mx"`` (the accelerator's formats), ``"fake"`` (a :class:`FakeQuant`) or
+        one of :data:`METHOD_KINDS` (a published method, :mod:`golden.quality.methods`).
     w, a : str
         For ``"mx"``: weight and activation formats (``"mx6"``/``"mx9"``); attention operands are
-        both in ``a``, except under MixDiT.
+        both in ``a``, except under MixDiT. For a method: ``"int8"``, ``"fp4"``, ...
     p1, p2 : float or None
         MixDiT's MX9 shares; None for a uniform scheme.
     quant : str
@@ -153,7 +158,18 @@ SCHEMES: dict[str, Scheme] = {
     "int6": Scheme("INT6 / INT6 (Q-DiT, ViDiT-Q style)", "fake", quant="int6"),
     "fp4": Scheme("FP4 E2M1 (HQ-DiT style)", "fake", quant="fp4"),
     **{fmt: Scheme(_OCP_NAMES[fmt], "fake", quant=fmt) for fmt in ocp_mx.FORMATS},
+    # The published methods (golden/quality/methods.py; w / a name the formats).
+    "vidit-q-w8a8": Scheme("ViDiT-Q W8A8", "vidit-q", "int8", "int8"),
+    "vidit-q-w6a6": Scheme("ViDiT-Q W6A6", "vidit-q", "int6", "int6"),
+    "vidit-q-w4a8": Scheme("ViDiT-Q W4A8", "vidit-q", "int4", "int8"),
+    "vidit-q-mp-w4a8": Scheme("ViDiT-Q-MP W4A8", "vidit-q-mp", "int4", "int8"),
+    "q-dit-w6a6": Scheme("Q-DiT W6A6", "q-dit", "int6", "int6"),
+    "hq-dit-w4a4": Scheme("HQ-DiT W4A4 (FP4)", "hq-dit", "fp4", "fp4"),
 }
+
+#: Scheme kinds built by :func:`golden.quality.methods.install` (their ``calib`` is a
+#: :class:`golden.quality.methods.MethodCalibration`).
+METHOD_KINDS = ("vidit-q", "vidit-q-mp", "q-dit", "hq-dit")
 
 #: Modules that register further schemes when imported (see :func:`load_extensions`).
 EXTENSIONS: list[str] = []
@@ -177,7 +193,7 @@ def register_scheme(key: str, scheme: Scheme, quantizer: "FakeQuant | None" = No
             QUANTIZERS[scheme.quant] = quantizer
         if scheme.quant not in QUANTIZERS:
             raise ValueError(f"scheme {key!r} names no registered quantizer {scheme.quant!r}")
-    elif scheme.kind not in ("fp32", "mx"):
+    elif scheme.kind not in ("fp32", "mx") + METHOD_KINDS:
         raise ValueError(f"unknown scheme kind {scheme.kind!r}")
     SCHEMES[key] = scheme
 
@@ -446,6 +462,11 @@ class QuantizedDiT:
         self.model = copy.deepcopy(model)
         self.scheme = scheme
         if scheme.kind == "fp32":
+            return
+        if scheme.kind in METHOD_KINDS:
+            from .methods import install
+
+            install(self.model, scheme, calib)
             return
 
         def linear(name, lin):

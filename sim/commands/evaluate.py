@@ -1,7 +1,8 @@
 """``mixdit evaluate``: fidelity of a shipped DiT with every accelerator GEMM quantized.
 
 The paper's Tables I and III on the project's DiTs (spec §7; ``--model digits|fashion``): FP32,
-the W/A grid {MX9, MX6}^2, MixDiT (p1, p2), INT8, INT6, FP4 and the OCP MX formats of GPUs, each
+the W/A grid {MX9, MX6}^2, MixDiT (p1, p2), INT8, INT6, FP4, the OCP MX formats of GPUs and the
+published methods ViDiT-Q (W8A8, W6A6, W4A8, ViDiT-Q-MP W4A8), Q-DiT (W6A6) and HQ-DiT (FP4), each
 sampled on the same labels and seeds as FP32 and scored by :mod:`golden.quality.fidelity` (PSNR
 and SSIM against the FP32 twin, FD vs FP32, FD vs the real test images, label agreement,
 accuracy). Results are cached in ``--cache-dir`` keyed by everything that changes them.
@@ -48,7 +49,8 @@ def add_common(p) -> None:
 def register(sub, formatter_class) -> None:
     p = sub.add_parser(
         "evaluate", formatter_class=formatter_class,
-        help="fidelity of a shipped DiT under MX, MixDiT, INT, FP4 and OCP MX (Tables I, III)",
+        help="fidelity of a shipped DiT under MX, MixDiT, INT, FP4, OCP MX, ViDiT-Q, Q-DiT and "
+             "HQ-DiT (paper Tables I and III)",
         description=(
             "Sample a shipped DiT (DDIM, classifier-free guidance) with every accelerator GEMM\n"
             "quantized, on the labels and seeds of the FP32 run, and print per scheme: PSNR and\n"
@@ -68,6 +70,9 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--table-i", action="store_true",
                    help="also print the W/A grid {MX9, MX6}^2 of the paper's Table I")
     p.add_argument("--json", metavar="F.json", help="write the rows as strict JSON")
+    p.add_argument("--verbose-methods", action="store_true",
+                   help="also print Q-DiT's group sizes and HQ-DiT's FP4 formats per layer "
+                        "(ViDiT-Q-MP's sensitivity table is always printed)")
     p.set_defaults(func=run)
 
 
@@ -150,6 +155,7 @@ class Evaluator:
             raise UsageError(f"cannot create {str(self.cache)!r}: {exc.strerror}") from None
         self._calib = None
         self._ref = None
+        self._method_calib: dict = {}
 
     def _key(self, **extra) -> str:
         from golden.quality.sampling import cache_key
@@ -178,6 +184,16 @@ class Evaluator:
                                         a.guidance, a.steps)
                 self._calib.save(f)
         return self._calib
+
+    def method_calib(self, scheme):
+        """The published methods' calibration (golden.quality.methods), cached per kind."""
+        from golden.quality import methods
+
+        if scheme.kind not in self._method_calib:
+            a = self.args
+            self._method_calib[scheme.kind] = methods.load_or_calibrate(
+                self.model, scheme, a.calib_samples, a.guidance, a.steps, self.cache, self.ckpt)
+        return self._method_calib[scheme.kind]
 
     def reference(self):
         """The FP32 images of the evaluation labels and seeds, sampled once and cached."""
@@ -208,12 +224,14 @@ class Evaluator:
         from golden.quality.fidelity import json_safe
 
         scheme = scheme or sampling.SCHEMES[key]
-        f = self.cache / f"eval-{self._key(scheme=dataclasses.asdict(scheme))}.json"
+        method = scheme.kind in sampling.METHOD_KINDS
+        extra = {"methods": methods_version()} if method else {}
+        f = self.cache / f"eval-{self._key(scheme=dataclasses.asdict(scheme), **extra)}.json"
         if f.is_file():
             return json.loads(f.read_text())
         a = self.args
         ref = self.reference()
-        calib = self.calib if scheme.is_mixdit else None
+        calib = self.method_calib(scheme) if method else self.calib if scheme.is_mixdit else None
         with threadpool_limits(1):
             if scheme.kind == "fp32":
                 labels, _ = sampling.eval_labels(a.samples, self.model.cfg.num_classes)
@@ -231,6 +249,13 @@ class Evaluator:
         return out
 
 
+def methods_version() -> int:
+    """The cache version of golden.quality.methods (part of the method rows' cache keys)."""
+    from golden.quality.methods import VERSION
+
+    return VERSION
+
+
 def chosen_p(tune_dir: Path) -> "tuple[float, float] | None":
     """The (p1, p2) that ``mixdit tune`` chose, when its result exists."""
     import json
@@ -244,6 +269,24 @@ def chosen_p(tune_dir: Path) -> "tuple[float, float] | None":
 
 def _fmt(v, spec: str, none: str = "-") -> str:
     return none if v is None else format(v, spec)
+
+
+def print_method_reports(ev, verbose: bool) -> None:
+    """The published methods' calibration tables (ViDiT-Q-MP's layer sensitivity; with
+    ``verbose`` also Q-DiT's group sizes and HQ-DiT's formats)."""
+    from ..tables import print_table
+    from golden.quality import methods, sampling
+
+    for scheme in sampling.SCHEMES.values():
+        if scheme.kind not in sampling.METHOD_KINDS or (scheme.kind != "vidit-q-mp"
+                                                        and not verbose):
+            continue
+        cal = ev.method_calib(scheme)
+        if scheme.name not in cal.plans:   # the rows came from the cache: make the plan again
+            sampling.QuantizedDiT(ev.model, scheme, cal)
+        for title, headers, rows in methods.report(scheme, cal):
+            print(f"\n{title}")
+            print_table(headers, rows)
 
 
 def run(args) -> int:
@@ -284,6 +327,7 @@ def run(args) -> int:
           f"{' (dequantize + float32 matmul)' if args.emulation == 'fake' else ' (bit-exact)'}")
     print_table(["scheme", "(p1, p2)", "PSNR dB", "worst", "SSIM", "worst", "FD vs FP32",
                  "FD vs real", "label agr.", "accuracy"], rows)
+    print_method_reports(ev, args.verbose_methods)
     if args.table_i:
         grid = {(r["w"], r["a"]): r for r in out if r["kind"] == "mx" and r["p1"] is None}
         if len(grid) == 4:
