@@ -18,6 +18,7 @@ COMMANDS = (
     "sim.commands.demo",
     "sim.commands.quantize",
     "sim.commands.verilog",
+    "sim.commands.synth",
     "sim.commands.capture",
     "sim.commands.analyze",
     "sim.commands.perf",
