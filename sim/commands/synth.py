@@ -72,7 +72,8 @@ def build(block: str, rows: "int | None" = None, cols: "int | None" = None,
     if block == "array":
         from hw.config import ArrayConfig
         from hw.sequencer import GemmArray
-        r, c = rows or 4, cols or 4
+        r = 4 if rows is None else rows
+        c = 4 if cols is None else cols
         for v, what in ((r, "--rows"), (c, "--cols")):
             if v < 1 or v > 64:
                 raise UsageError(f"{what} must be between 1 and 64, not {v}")
