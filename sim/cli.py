@@ -19,6 +19,7 @@ COMMANDS = (
     "sim.commands.quantize",
     "sim.commands.verilog",
     "sim.commands.synth",
+    "sim.commands.board",
     "sim.commands.capture",
     "sim.commands.analyze",
     "sim.commands.perf",
