@@ -4,7 +4,7 @@ Each row is one ``mixdit synth`` run (cached by content under build/synth, so a 
 ``make synth`` only prints): the precision-flexible PE beside the 8x8-multiplier baseline PE,
 each with its multipliers on MULT18X18D DSP blocks (Yosys' default) and in LUTs (``-nodsp``, the
 ASIC-like choice); the MX converter with truncation and with RNE; the reordering controller; a
-4 x 4 GEMM array with its sequencer.
+2 x 2 and a 4 x 4 GEMM array with its sequencer.
 """
 
 import sys
@@ -21,6 +21,7 @@ JOBS = (
     ("MX converter, trunc", "mx_convert", {}),
     ("MX converter, RNE", "mx_convert", {"rounding": "rne"}),
     ("controller (reorder)", "reorder", {}),
+    ("array 2x2 + sequencer", "array", {"rows": 2, "cols": 2}),
     ("array 4x4 + sequencer", "array", {"rows": 4, "cols": 4}),
 )
 
