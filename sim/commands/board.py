@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,6 +122,13 @@ def run_build(args) -> int:
         os.environ.update(env)
         try:
             plan.execute_local(str(tmp))
+        except subprocess.CalledProcessError as exc:
+            failed = out / f"{final.name}.failed"
+            shutil.rmtree(failed, ignore_errors=True)
+            os.rename(tmp, failed)
+            print(f"mixdit board build: the tools failed ({exc}); logs in {failed} "
+                  f"({NAME}.rpt: Yosys, {NAME}.tim: nextpnr)", file=sys.stderr)
+            return 1
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
