@@ -91,7 +91,10 @@ _SLOT = 160  # bits per operand slot in the wrapper (146 used), five 32-bit word
 
 
 def _wrapper(npe: int) -> str:
-    """Verilog of ``pe_n``: ``npe`` independent PEs, their ports packed into wide vectors."""
+    """Verilog of ``pe_n``: ``npe`` independent PEs, their ports packed into wide vectors. The
+    operands pass through a register first, as in the array (where a PE's inputs are its
+    neighbour's forwarding registers), so the PE's input logic is evaluated on the clock edge
+    like the rest, not again on every change of the testbench's inputs."""
     rw = max(npe, 3) * 32  # a result bus of more than 64 bits is an array of words in C++
     lines = [
         "module pe_n(input clk, input rst, input clear,",
@@ -99,6 +102,9 @@ def _wrapper(npe: int) -> str:
         "            input [31:0] valid_i, output [31:0] result_valid,",
         f"            output [{rw - 1}:0] result, output [31:0] fwd_valid);",
         f"  wire [{npe - 1}:0] av, bv, rv;",
+        f"  reg [{npe * _SLOT - 1}:0] a_q, b_q;",
+        "  reg [31:0] v_q;",
+        "  always @(posedge clk) begin a_q <= a_i; b_q <= b_i; v_q <= valid_i; end",
         "  assign fwd_valid = {{" + str(32 - npe) + "{1'b0}}, av & bv};" if npe < 32 else
         "  assign fwd_valid = av & bv;",
         "  assign result_valid = {{" + str(32 - npe) + "{1'b0}}, rv};" if npe < 32 else
@@ -109,8 +115,8 @@ def _wrapper(npe: int) -> str:
     for p in range(npe):
         lines.append(
             f"  pe u{p} (.clk(clk), .rst(rst), .clear(clear),"
-            f" .a_i__payload(a_i[{p * _SLOT} +: 146]), .a_i__valid(valid_i[{p}]),"
-            f" .b_i__payload(b_i[{p * _SLOT} +: 146]), .b_i__valid(valid_i[{p}]),"
+            f" .a_i__payload(a_q[{p * _SLOT} +: 146]), .a_i__valid(v_q[{p}]),"
+            f" .b_i__payload(b_q[{p * _SLOT} +: 146]), .b_i__valid(v_q[{p}]),"
             f" .a_o__payload(), .a_o__valid(av[{p}]), .b_o__payload(), .b_o__valid(bv[{p}]),"
             f" .result__payload(result[{p * 32} +: 32]), .result__valid(rv[{p}]));")
     lines.append("endmodule")
@@ -224,6 +230,8 @@ def main(argv: "list[str] | None" = None) -> None:
     ap.add_argument("--cycles", type=int, default=2_000_000,
                     help="PE-cycles per Verilator run (default 2,000,000)")
     ap.add_argument("--verilator", default=None, help="the verilator executable (default: PATH)")
+    ap.add_argument("--npes", default="1,16",
+                    help="PE counts of the Verilator speed table, comma-separated (default 1,16)")
     args = ap.parse_args([] if argv is None else argv)
 
     try:
@@ -234,7 +242,8 @@ def main(argv: "list[str] | None" = None) -> None:
         if exe is None:
             print("Verilator speed: skipped (verilator is not installed)")
             return
-        _print_verilator(verilator_speed(args.cycles, exe), exe)
+        npes = tuple(int(n) for n in args.npes.split(","))
+        _print_verilator(verilator_speed(args.cycles, exe, npes=npes), exe)
         return
     _main_all(exe, args.cycles)
 
