@@ -179,7 +179,7 @@ class FP32Add(wiring.Component):
         total = s1["total"]
         # Normalise: a carry out shifts right by one (folding the lost bit into sticky), else
         # shift left by the leading zeros of the 27-bit frame.
-        lz = leading_zeros(m, total[0:_FRAME], "lz")
+        lz, shifted = normalize(m, total[0:_FRAME], "lz")
         exp_in = Signal(signed(11), name="exp_in")
         m.d.comb += exp_in.eq(s1["exp"])
         norm = Signal(_FRAME, name="norm")
@@ -188,7 +188,7 @@ class FP32Add(wiring.Component):
             m.d.comb += [norm.eq(Cat(total[0] | total[1], total[2:_FRAME + 1])),
                          exp_n.eq(exp_in + 1)]
         with m.Else():
-            m.d.comb += [norm.eq(total[0:_FRAME] << lz), exp_n.eq(exp_in - lz)]
+            m.d.comb += [norm.eq(shifted), exp_n.eq(exp_in - lz)]
 
         # Round to nearest even on the 24-bit significand norm[3:27].
         guard = norm[2]

@@ -61,7 +61,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXP_BIAS, GROUP_SIZE, MX6, MX9, NAN_EXP, format_of
 
-from .fp32 import CANONICAL_NAN, FP32Add, leading_zeros
+from .fp32 import CANONICAL_NAN, FP32Add, normalize
 from .layouts import TaggedGroup
 
 __all__ = [
@@ -309,9 +309,7 @@ class PE(wiring.Component):
         # 2^-126 from below); overflow gives Inf (spec §2.1).
         mag = Signal(_SUM_BITS - 1, name="s_mag")
         m.d.comb += mag.eq(Mux(s_val < 0, -s_val, s_val))
-        lz = leading_zeros(m, mag, "s_lz")
-        norm = Signal(_SUM_BITS - 1, name="s_norm")
-        m.d.comb += norm.eq(mag << lz)
+        lz, norm = normalize(m, mag, "s_lz")
         bexp = Signal(signed(12), name="p_bexp")
         m.d.comb += bexp.eq(s_bexp + (_SUM_BITS - 2) - lz)
         sign = s_val[-1]
