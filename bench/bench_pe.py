@@ -104,7 +104,9 @@ def _wrapper(npe: int) -> str:
         f"  wire [{npe - 1}:0] av, bv, rv;",
         f"  reg [{npe * _SLOT - 1}:0] a_q, b_q;",
         "  reg [31:0] v_q;",
-        "  always @(posedge clk) begin a_q <= a_i; b_q <= b_i; v_q <= valid_i; end",
+        "  reg clear_q;",
+        "  always @(posedge clk) begin a_q <= a_i; b_q <= b_i; v_q <= valid_i; clear_q <= clear;"
+        " end",
         "  assign fwd_valid = {{" + str(32 - npe) + "{1'b0}}, av & bv};" if npe < 32 else
         "  assign fwd_valid = av & bv;",
         "  assign result_valid = {{" + str(32 - npe) + "{1'b0}}, rv};" if npe < 32 else
@@ -114,7 +116,7 @@ def _wrapper(npe: int) -> str:
         lines.append(f"  assign result[{rw - 1}:{npe * 32}] = 0;")
     for p in range(npe):
         lines.append(
-            f"  pe u{p} (.clk(clk), .rst(rst), .clear(clear),"
+            f"  pe u{p} (.clk(clk), .rst(rst), .clear(clear_q),"
             f" .a_i__payload(a_q[{p * _SLOT} +: 146]), .a_i__valid(v_q[{p}]),"
             f" .b_i__payload(b_q[{p * _SLOT} +: 146]), .b_i__valid(v_q[{p}]),"
             f" .a_o__payload(), .a_o__valid(av[{p}]), .b_o__payload(), .b_o__valid(bv[{p}]),"

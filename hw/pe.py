@@ -243,13 +243,15 @@ class PE(wiring.Component):
                 mu_b = Mux(narrow, b_mu[1], b_mu[0])
             else:
                 mu_a, mu_b = a_mu[0], b_mu[0]
+            # 2 - mu_a - mu_b as (1 - mu_a) + (1 - mu_b): unsigned, so no sign extension.
             shift = Signal(4, name=f"mul{k}_sh")
-            m.d.comb += shift.eq(Cat(Const(0, 2), a_hi) + Cat(Const(0, 2), b_hi) + 2 - mu_a - mu_b)
+            m.d.comb += shift.eq(Cat(Const(0, 2), a_hi) + Cat(Const(0, 2), b_hi) + ~mu_a + ~mu_b)
             neg = slot_a[7] ^ slot_b[7]
-            mag = Signal(19, name=f"term{k}_mag")
+            mag = Signal(_SUM_BITS, name=f"term{k}_mag")
             m.d.comb += mag.eq(prod << shift)
-            term = Signal(signed(20), name=f"term{k}")
-            m.d.comb += term.eq(Mux(neg, -mag, mag))
+            # The signed term as a two's-complement bit pattern of the sum's width.
+            term = Signal(_SUM_BITS, name=f"term{k}")
+            m.d.comb += term.eq(Mux(neg, ~mag + 1, mag))
             terms.append(term)
         return terms
 
@@ -288,15 +290,17 @@ class PE(wiring.Component):
         else:
             last_step = Const(GROUP_SIZE - 1, 4)
             terms = self._mac_8x8(m, step, a, b)
-        acc_s = Signal(signed(_SUM_BITS), name="acc_s")
-        step_sum = Signal(signed(_SUM_BITS), name="step_sum")
+        # The running sum is a two's-complement bit pattern (|S| < 2^21 never wraps): unsigned
+        # additions, the same bits as signed ones, cheaper for a simulator.
+        acc_s = Signal(_SUM_BITS, name="acc_s")
+        step_sum = Signal(_SUM_BITS, name="step_sum")
         m.d.comb += step_sum.eq(Mux(step == 0, 0, acc_s) + sum(terms))
 
         # Group-sum register feeding the conversion (spec §2.1).
         s_valid = Signal(name="s_valid")
         s_last = Signal(name="s_last")
         s_nan = Signal(name="s_nan")
-        s_val = Signal(signed(_SUM_BITS), name="s_val")
+        s_val = Signal(_SUM_BITS, name="s_val")  # two's complement
         # Biased FP32 exponent of the value 1 * 2^(Ea + Eb - 254 - (ma-1) - (mb-1) - 2).
         s_bexp = Signal(signed(11), name="s_bexp")
         ma1 = Mux(a.fmt, MX9.mant_bits - 1, MX6.mant_bits - 1)
@@ -322,12 +326,12 @@ class PE(wiring.Component):
         # Conversion of S to FP32: exact in the normal range; a value below 2^-126 is a subnormal
         # or an underflow, flushed to signed zero (S has at most 21 bits, so no RNE step can reach
         # 2^-126 from below); overflow gives Inf (spec §2.1).
+        sign = s_val[-1]
         mag = Signal(_SUM_BITS - 1, name="s_mag")
-        m.d.comb += mag.eq(Mux(s_val < 0, -s_val, s_val))
+        m.d.comb += mag.eq(Mux(sign, ~s_val + 1, s_val))
         lz, norm = normalize(m, mag, "s_lz")
         bexp = Signal(signed(12), name="p_bexp")
         m.d.comb += bexp.eq(s_bexp + (_SUM_BITS - 2) - lz)
-        sign = s_val[-1]
         p_word = Signal(32, name="p_word")
         with m.If(s_nan):
             m.d.comb += p_word.eq(CANONICAL_NAN)
