@@ -50,6 +50,13 @@ product: 4 products per cycle), MX9 x MX6 and MX6 x MX9 8 cycles (two multiplier
 the MX9 magnitude, zero-extended to 8 bits, splits into two nibbles), MX9 x MX9 16 cycles (four
 multipliers per product, the four nibble cross products).
 
+Datapath (cheap per cycle, for hardware and simulators alike): when a pair loads, each operand's
+16 elements are unpacked once into byte slots ``{sign, magnitude}`` (two 64-bit registers) and its
+microexponents into an 8-bit register; each multiply step shifts them by the elements it consumed
+(4, 2 or 1), so the four multipliers read slots at fixed positions instead of selecting elements
+by the step. The group sum is kept as a two's-complement bit pattern; conversion and adder
+normalise with a logarithmic shifter (:func:`hw.fp32.normalize`).
+
 The ``multiplier="8x8"`` variant replaces the four 4x4 multipliers by one 8x8 multiplier doing
 one product per cycle (16 cycles per group in every mode) and keeps everything else. It exists
 only as the area baseline of ``make bench``; it does not meet spec §2.2.
