@@ -226,7 +226,8 @@ def _print_verilator(rows: list[dict], exe: str) -> None:
 
 
 def main(argv: "list[str] | None" = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.bench_pe", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_pe",
+                                 description="The PE benchmarks: cycles per group, area, speed.")
     ap.add_argument("--only", choices=("all", "verilator"), default="all",
                     help="all tables (default) or only the Verilator speed table")
     ap.add_argument("--cycles", type=int, default=2_000_000,
