@@ -157,21 +157,6 @@ class PE(wiring.Component):
         return mags, signs, micro
 
     @staticmethod
-    def _spread6(fields):
-        """Eight 5-bit MX6 elements ``{sign, mant[3:0]}`` (40 bits) spread into eight bytes
-        ``{sign, 000, mant}``: three rounds that each move the upper half of every lane up
-        (lanes of 32, 16 and 8 bits), then each sign from bit 4 to bit 7 of its byte. Pure wiring
-        in hardware; a few 64-bit operations for a simulator, where 16 separate fields are
-        many more."""
-        x = Cat(fields, Const(0, 64 - len(fields)))
-        for lo_mask, width, shift in ((0x0000_0000_000F_FFFF, 20, 12),
-                                      (0x0000_03FF_0000_03FF, 10, 6),
-                                      (0x001F_001F_001F_001F, 5, 3)):
-            # `width` bits of each lane stay; the next `width` move up by `shift`.
-            x = ((x & lo_mask) | ((x & (lo_mask << width)) << shift))[0:64]
-        return ((x & 0x0F0F_0F0F_0F0F_0F0F) | ((x & 0x1010_1010_1010_1010) << 3))[0:64]
-
-    @staticmethod
     def _slots(group):
         """The 16 elements of a tagged group as 8-bit slots ``{sign, mag[6:0]}`` (MX6's 4-bit
         magnitude zero-extended), in two 64-bit halves: elements 0-7 and 8-15. MX9's elements are
@@ -179,10 +164,10 @@ class PE(wiring.Component):
         that a simulator handles each half as one machine word."""
         raw = group.word.as_value()
         elems9 = raw[16:16 + 128]
-        elems6 = raw[16:16 + GROUP_SIZE * MX6.elem_bits]
-        half6 = GROUP_SIZE // 2 * MX6.elem_bits
-        lo = Mux(group.fmt, elems9[0:64], PE._spread6(elems6[0:half6]))
-        hi = Mux(group.fmt, elems9[64:128], PE._spread6(elems6[half6:]))
+        elem6 = [group.word.mx6.elem[i] for i in range(GROUP_SIZE)]
+        six = [Cat(e.mant, Const(0, 3), e.sign) for e in elem6]
+        lo = Mux(group.fmt, elems9[0:64], Cat(*six[0:8]))
+        hi = Mux(group.fmt, elems9[64:128], Cat(*six[8:16]))
         return lo, hi
 
     def _mac_4x4(self, m: Module, step, a, b, a_in, b_in, active):
