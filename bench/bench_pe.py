@@ -8,10 +8,26 @@ baseline, and simulation speed under each simulator present.
   with one 8x8 multiplier and the same FP32 accumulator, to generic gates and to iCE40 cells.
 - Simulation speed: PE cycles per wall-clock second of the cocotb regression under Icarus, and of
   Amaranth's Python simulator on the same kind of stimulus.
+- Verilator speed of the PE alone and of 16 independent PEs (``bench/pe_speed_tb.cpp``, random
+  tagged groups at full throughput, built with the harness's Verilator flags): C++ size of the
+  model, cycles per CPU second, and instructions per cycle counted by callgrind (a repeatable
+  figure on a noisy machine: the difference of two runs of different lengths, so start-up cancels).
+  The testbench prints a hash of every result and its cycle, so RTL variants can be compared bit
+  for bit on the same stimulus.
+
+Run alone: ``python -m bench.bench_pe [--only verilator] [--cycles N] [--verilator PATH]``.
 """
 
+import argparse
+import hashlib
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +86,172 @@ def _amaranth_speed(dots: int = 40) -> tuple[int, float]:
     return total, time.perf_counter() - t0
 
 
-def main() -> None:
+_TB = Path(__file__).resolve().parent / "pe_speed_tb.cpp"
+_SLOT = 160  # bits per operand slot in the wrapper (146 used), five 32-bit words
+
+
+def _wrapper(npe: int) -> str:
+    """Verilog of ``pe_n``: ``npe`` independent PEs, their ports packed into wide vectors. The
+    operands pass through a register first, as in the array (where a PE's inputs are its
+    neighbour's forwarding registers), so the PE's input logic is evaluated on the clock edge
+    like the rest, not again on every change of the testbench's inputs."""
+    rw = max(npe, 3) * 32  # a result bus of more than 64 bits is an array of words in C++
+    lines = [
+        "module pe_n(input clk, input rst, input clear,",
+        f"            input [{npe * _SLOT - 1}:0] a_i, input [{npe * _SLOT - 1}:0] b_i,",
+        "            input [31:0] valid_i, output [31:0] result_valid,",
+        f"            output [{rw - 1}:0] result, output [31:0] fwd_valid);",
+        f"  wire [{npe - 1}:0] av, bv, rv;",
+        f"  reg [{npe * _SLOT - 1}:0] a_q, b_q;",
+        "  reg [31:0] v_q;",
+        "  reg clear_q;",
+        "  always @(posedge clk) begin a_q <= a_i; b_q <= b_i; v_q <= valid_i; clear_q <= clear;"
+        " end",
+        "  assign fwd_valid = {{" + str(32 - npe) + "{1'b0}}, av & bv};" if npe < 32 else
+        "  assign fwd_valid = av & bv;",
+        "  assign result_valid = {{" + str(32 - npe) + "{1'b0}}, rv};" if npe < 32 else
+        "  assign result_valid = rv;",
+    ]
+    if rw > npe * 32:
+        lines.append(f"  assign result[{rw - 1}:{npe * 32}] = 0;")
+    for p in range(npe):
+        lines.append(
+            f"  pe u{p} (.clk(clk), .rst(rst), .clear(clear_q),"
+            f" .a_i__payload(a_q[{p * _SLOT} +: 146]), .a_i__valid(v_q[{p}]),"
+            f" .b_i__payload(b_q[{p * _SLOT} +: 146]), .b_i__valid(v_q[{p}]),"
+            f" .a_o__payload(), .a_o__valid(av[{p}]), .b_o__payload(), .b_o__valid(bv[{p}]),"
+            f" .result__payload(result[{p * 32} +: 32]), .result__valid(rv[{p}]));")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def verilator_exe(path: "str | None" = None) -> str:
+    """The Verilator to use: ``path``, else ``verilator`` on PATH (raises if there is none)."""
+    exe = path or shutil.which("verilator")
+    if not exe:
+        raise FileNotFoundError("verilator is not installed")
+    return exe
+
+
+def _verilator_version(exe: str) -> str:
+    return subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def build_pe_bench(npe: int, pe=None, exe: "str | None" = None) -> tuple[Path, dict]:
+    """Build the speed testbench of ``npe`` PEs (``pe``: a PE component, default ``PE()``),
+    cached by content under ``build/bench-pe/``. Returns the binary and the build's figures
+    (``cpp_kb``: generated C++ of the model; ``build_s``: 0 when cached)."""
+    from hw.emit import to_verilog
+    from hw.pe import PE
+    from sim.runner import ROOT
+
+    exe = verilator_exe(exe)
+    rtl = to_verilog(pe if pe is not None else PE(), "pe") + _wrapper(npe)
+    flags = ["--cc", "--exe", "--build", "-O3", "--x-assign", "0", "--x-initial", "0",
+             "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "pe_n",
+             "-MAKEFLAGS", "OPT_FAST=-O1", "-CFLAGS", f"-DNPE={npe} -O2", "-j", "2"]
+    key = hashlib.sha256("\0".join([rtl, _TB.read_text(), _verilator_version(exe), *flags])
+                         .encode()).hexdigest()[:16]
+    out = ROOT / "build" / "bench-pe" / f"pe{npe}-{key}"
+    binary = out / "obj_dir" / "Vpe_n"
+    if not (out / "done").is_file():
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / "pe_n.v").write_text(rtl)
+        t0 = time.perf_counter()
+        proc = subprocess.run(["nice", "-n", "10", exe, *flags, "-Mdir", "obj_dir", "pe_n.v",
+                               str(_TB)], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"verilator build failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        (tmp / "build_s").write_text(f"{time.perf_counter() - t0:.1f}")
+        (tmp / "done").write_text(" ".join([exe, *flags]) + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        build_s = float((out / "build_s").read_text())
+    else:
+        build_s = 0.0
+    cpp = sum(f.stat().st_size for f in (out / "obj_dir").glob("Vpe_n*")
+              if f.suffix in (".cpp", ".h"))
+    return binary, {"cpp_kb": cpp / 1024, "build_s": build_s}
+
+
+def run_pe_bench(binary: Path, cycles: int, seed: int = 1) -> dict:
+    """Run the speed testbench: cycles, cpu_s, wall_s, results, hash."""
+    proc = subprocess.run([str(binary), str(cycles), str(seed)], capture_output=True, text=True,
+                          check=True)
+    m = re.search(r"PEBENCH (.*)", proc.stdout)
+    fields = dict(kv.split("=") for kv in m[1].split())
+    return {k: (v if k == "hash" else float(v)) for k, v in fields.items()}
+
+
+def callgrind_instructions(binary: Path, cycles: int, seed: int = 1) -> "float | None":
+    """Instructions per simulated cycle under callgrind: (Ir(2n) - Ir(n)) / n, so the start-up
+    cancels. None when valgrind is missing."""
+    if not shutil.which("valgrind"):
+        return None
+    irs = []
+    for n in (cycles, 2 * cycles):
+        out = binary.parent / f"callgrind.{n}.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        str(binary), str(n), str(seed)], capture_output=True, check=True)
+        text = out.read_text()
+        irs.append(int(re.search(r"^(?:summary|totals): (\d+)", text, re.M)[1]))
+        out.unlink()
+    return (irs[1] - irs[0]) / cycles
+
+
+def verilator_speed(cycles: int = 2_000_000, exe: "str | None" = None, pe=None,
+                    npes=(1, 16), callgrind_cycles: int = 20_000) -> list[dict]:
+    """Build and run the speed testbench for each PE count: one dict per count."""
+    rows = []
+    for npe in npes:
+        binary, info = build_pe_bench(npe, pe, exe)
+        n = max(cycles // npe, 1000)
+        run = run_pe_bench(binary, n)
+        ipc = callgrind_instructions(binary, max(callgrind_cycles // npe, 500))
+        rows.append({"npe": npe, **info, **run, "instr_per_cycle": ipc,
+                     "pe_cycles_per_cpu_s": npe * run["cycles"] / run["cpu_s"]})
+    return rows
+
+
+def _print_verilator(rows: list[dict], exe: str) -> None:
+    print(f"Verilator speed of the PE ({_verilator_version(exe)}, {exe}; -O3, gcc -O1)")
+    print_table(["PEs", "C++ KB", "build s", "cycles", "CPU s", "wall s", "PE-cycles/CPU-s",
+                 "instr/cycle (callgrind)", "result hash"],
+                [[int(r["npe"]), f"{r['cpp_kb']:.0f}", f"{r['build_s']:.0f}", f"{r['cycles']:.0f}",
+                  f"{r['cpu_s']:.2f}", f"{r['wall_s']:.2f}", f"{r['pe_cycles_per_cpu_s']:,.0f}",
+                  "-" if r["instr_per_cycle"] is None else f"{r['instr_per_cycle']:,.0f}",
+                  r["hash"]] for r in rows])
+
+
+def main(argv: "list[str] | None" = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_pe",
+                                 description="The PE benchmarks: cycles per group, area, speed.")
+    ap.add_argument("--only", choices=("all", "verilator"), default="all",
+                    help="all tables (default) or only the Verilator speed table")
+    ap.add_argument("--cycles", type=int, default=2_000_000,
+                    help="PE-cycles per Verilator run (default 2,000,000)")
+    ap.add_argument("--verilator", default=None, help="the verilator executable (default: PATH)")
+    ap.add_argument("--npes", default="1,16",
+                    help="PE counts of the Verilator speed table, comma-separated (default 1,16)")
+    args = ap.parse_args([] if argv is None else argv)
+
+    try:
+        exe = verilator_exe(args.verilator)
+    except FileNotFoundError:
+        exe = None
+    if args.only == "verilator":
+        if exe is None:
+            print("Verilator speed: skipped (verilator is not installed)")
+            return
+        npes = tuple(int(n) for n in args.npes.split(","))
+        _print_verilator(verilator_speed(args.cycles, exe, npes=npes), exe)
+        return
+    _main_all(exe, args.cycles)
+
+
+def _main_all(exe: "str | None", cycles: int) -> None:
     from hw.fp32 import FP32Add
     from hw.pe import MODES_CPG, PE
     from sim.area import synth_area
@@ -121,3 +302,12 @@ def main() -> None:
     reason = skip_reason("verilator")
     if reason:
         print(f"Verilator + cocotb: skipped ({reason})")
+    print()
+    if exe is None:
+        print("Verilator speed: skipped (verilator is not installed)")
+    else:
+        _print_verilator(verilator_speed(cycles, exe), exe)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -19,7 +19,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros"]
+__all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros", "normalize"]
 
 #: The one NaN an accumulator produces (spec §1.3).
 CANONICAL_NAN = 0x7FC00000
@@ -46,6 +46,40 @@ def leading_zeros(m: Module, value, name: str) -> Signal:
         with m.If(value[bit]):
             m.d.comb += count.eq(width - 1 - bit)
     return count
+
+
+def normalize(m: Module, value, name: str) -> tuple[Signal, Signal]:
+    """Leading-zero count and left-normalised ``value``, by a logarithmic shifter.
+
+    Returns ``(count, norm)``: ``count`` as :func:`leading_zeros` gives it (the full width when
+    ``value`` is zero) and ``norm = value << count`` truncated to ``len(value)`` bits. The value
+    is padded with zeros below its LSB to a power of two; each of the log2 stages tests whether
+    the top 2^j bits of what is left are zero and shifts them out, so the count comes out MSB
+    first. Five narrow compare-and-select stages for up to 31 bits, where :func:`leading_zeros`
+    is a 31-deep priority chain and the shift a separate barrel shifter: the same function, less
+    work per cycle for a simulator.
+    """
+    width = len(value)
+    stages = width.bit_length()  # 2**stages >= width + 1
+    total = 1 << stages
+    pad = total - width
+    cur = Signal(total, name=f"{name}_v{stages}")
+    m.d.comb += cur.eq(Cat(Const(0, pad), value))
+    bits = []
+    for j in reversed(range(stages)):
+        shift = 1 << j
+        zero = Signal(name=f"{name}_z{j}")
+        m.d.comb += zero.eq(cur[total - shift:] == 0)
+        nxt = Signal(total, name=f"{name}_v{j}")
+        m.d.comb += nxt.eq(Mux(zero, Cat(Const(0, shift), cur[:total - shift]), cur))
+        bits.append(zero)
+        cur = nxt
+    count = Signal(range(width + 1), name=name)
+    # A zero value runs through every stage (2**stages - 1); its count is the width.
+    m.d.comb += count.eq(Mux(cur[total - 1], Cat(*reversed(bits)), width))
+    norm = Signal(width, name=f"{name}_norm")
+    m.d.comb += norm.eq(cur[pad:])
+    return count, norm
 
 
 class FP32Add(wiring.Component):
@@ -145,7 +179,7 @@ class FP32Add(wiring.Component):
         total = s1["total"]
         # Normalise: a carry out shifts right by one (folding the lost bit into sticky), else
         # shift left by the leading zeros of the 27-bit frame.
-        lz = leading_zeros(m, total[0:_FRAME], "lz")
+        lz, shifted = normalize(m, total[0:_FRAME], "lz")
         exp_in = Signal(signed(11), name="exp_in")
         m.d.comb += exp_in.eq(s1["exp"])
         norm = Signal(_FRAME, name="norm")
@@ -154,7 +188,7 @@ class FP32Add(wiring.Component):
             m.d.comb += [norm.eq(Cat(total[0] | total[1], total[2:_FRAME + 1])),
                          exp_n.eq(exp_in + 1)]
         with m.Else():
-            m.d.comb += [norm.eq(total[0:_FRAME] << lz), exp_n.eq(exp_in - lz)]
+            m.d.comb += [norm.eq(shifted), exp_n.eq(exp_in - lz)]
 
         # Round to nearest even on the 24-bit significand norm[3:27].
         guard = norm[2]

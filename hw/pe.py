@@ -50,6 +50,13 @@ product: 4 products per cycle), MX9 x MX6 and MX6 x MX9 8 cycles (two multiplier
 the MX9 magnitude, zero-extended to 8 bits, splits into two nibbles), MX9 x MX9 16 cycles (four
 multipliers per product, the four nibble cross products).
 
+Datapath (cheap per cycle, for hardware and simulators alike): when a pair loads, each operand's
+16 elements are unpacked once into byte slots ``{sign, magnitude}`` (two 64-bit registers) and its
+microexponents into an 8-bit register; each multiply step shifts them by the elements it consumed
+(4, 2 or 1), so the four multipliers read slots at fixed positions instead of selecting elements
+by the step. The group sum is kept as a two's-complement bit pattern; conversion and adder
+normalise with a logarithmic shifter (:func:`hw.fp32.normalize`).
+
 The ``multiplier="8x8"`` variant replaces the four 4x4 multipliers by one 8x8 multiplier doing
 one product per cycle (16 cycles per group in every mode) and keeps everything else. It exists
 only as the area baseline of ``make bench``; it does not meet spec §2.2.
@@ -61,7 +68,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXP_BIAS, GROUP_SIZE, MX6, MX9, NAN_EXP, format_of
 
-from .fp32 import CANONICAL_NAN, FP32Add, leading_zeros
+from .fp32 import CANONICAL_NAN, FP32Add, normalize
 from .layouts import TaggedGroup
 
 __all__ = [
@@ -149,42 +156,94 @@ class PE(wiring.Component):
         micro = word.mx9.micro
         return mags, signs, micro
 
-    def _mac_4x4(self, m: Module, step, a, b):
-        """The sum of this step's products, from four 4x4 multipliers (spec §2.2)."""
-        a_mag, a_sign, a_mu = self._operand_fields(m, a.word, a.fmt, "a")
-        b_mag, b_sign, b_mu = self._operand_fields(m, b.word, b.fmt, "b")
+    @staticmethod
+    def _slots(group):
+        """The 16 elements of a tagged group as 8-bit slots ``{sign, mag[6:0]}`` (MX6's 4-bit
+        magnitude zero-extended), in two 64-bit halves: elements 0-7 and 8-15. MX9's elements are
+        already such bytes; MX6's 5-bit elements are spread out. Kept at most 64 bits wide so
+        that a simulator handles each half as one machine word."""
+        raw = group.word.as_value()
+        elems9 = raw[16:16 + 128]
+        elem6 = [group.word.mx6.elem[i] for i in range(GROUP_SIZE)]
+        six = [Cat(e.mant, Const(0, 3), e.sign) for e in elem6]
+        lo = Mux(group.fmt, elems9[0:64], Cat(*six[0:8]))
+        hi = Mux(group.fmt, elems9[64:128], Cat(*six[8:16]))
+        return lo, hi
+
+    def _mac_4x4(self, m: Module, step, a, b, a_in, b_in, active):
+        """The sum of this step's products, from four 4x4 multipliers (spec §2.2).
+
+        The operands are unpacked once, when they load, into slot registers (one byte per
+        element, see :meth:`_slots`) and 8-bit microexponent registers; each step shifts them
+        by the elements it consumed (4 in MX6 x MX6, 2 mixed, 1 in MX9 x MX9), so multiplier k
+        always reads a slot at a fixed position: k (MX6 x MX6), k // 2 (mixed) or 0 (MX9 x MX9).
+        """
         a9, b9 = a.fmt, b.fmt
+        regs = {}
+        for side, group_in, port in (("a", a_in, self.a_i), ("b", b_in, self.b_i)):
+            lo = Signal(64, name=f"{side}_slot_lo")
+            hi = Signal(64, name=f"{side}_slot_hi")
+            mu = Signal(8, name=f"{side}_mu")
+            in_lo, in_hi = self._slots(group_in)
+            with m.If(port.valid):
+                m.d.sync += [lo.eq(in_lo), hi.eq(in_hi), mu.eq(group_in.word.mx9.micro)]
+            with m.Elif(active):
+                with m.If(a9 & b9):      # one element per step, a new subgroup every 2 steps
+                    m.d.sync += [lo.eq(Cat(lo[8:64], hi[0:8])), hi.eq(hi[8:64])]
+                    with m.If(step[0]):
+                        m.d.sync += mu.eq(mu[1:8])
+                with m.Elif(a9 | b9):    # two elements (one subgroup) per step
+                    m.d.sync += [lo.eq(Cat(lo[16:64], hi[0:16])), hi.eq(hi[16:64]),
+                                 mu.eq(mu[1:8])]
+                with m.Else():           # four elements (two subgroups) per step
+                    m.d.sync += [lo.eq(Cat(lo[32:64], hi[0:32])), hi.eq(hi[32:64]),
+                                 mu.eq(mu[2:8])]
+            regs[side] = (lo, mu)
+        (a_lo, a_mu), (b_lo, b_mu) = regs["a"], regs["b"]
+        narrow = Signal(name="narrow")  # MX6 x MX6: every multiplier on its own element
+        m.d.comb += narrow.eq(~(a9 | b9))
+        wide = Signal(name="wide")      # MX9 x MX9: every multiplier on element 0
+        m.d.comb += wide.eq(a9 & b9)
         terms = []
         for k in range(4):
-            # Element handled by multiplier k: 4 products per cycle (MX6 x MX6), 2 (mixed), 1.
-            elem = Signal(4, name=f"elem{k}")
-            with m.If(a9 & b9):
-                m.d.comb += elem.eq(step)
-            with m.Elif(a9 | b9):
-                m.d.comb += elem.eq(Cat(Const(k >> 1, 1), step[0:3]))
-            with m.Else():
-                m.d.comb += elem.eq(Cat(Const(k, 2), step[0:2]))
+            # Slot of multiplier k: k (MX6 x MX6), k // 2 (mixed), 0 (MX9 x MX9).
+            if k == 0:
+                sa, sb = a_lo[0:8], b_lo[0:8]
+            elif k == 1:
+                sa = Mux(narrow, a_lo[8:16], a_lo[0:8])
+                sb = Mux(narrow, b_lo[8:16], b_lo[0:8])
+            else:
+                sa = Mux(narrow, a_lo[8 * k:8 * k + 8], Mux(wide, a_lo[0:8], a_lo[8:16]))
+                sb = Mux(narrow, b_lo[8 * k:8 * k + 8], Mux(wide, b_lo[0:8], b_lo[8:16]))
+            slot_a = Signal(8, name=f"mul{k}_slot_a")
+            slot_b = Signal(8, name=f"mul{k}_slot_b")
+            m.d.comb += [slot_a.eq(sa), slot_b.eq(sb)]
             # Which nibble each multiplier takes: A's high nibble on odd k when A is MX9; B's high
             # nibble on odd k in MX6 x MX9 and on k >= 2 in MX9 x MX9.
             a_hi = a9 if k & 1 else Const(0, 1)
             b_hi = Mux(a9, Const(k >> 1, 1), Const(k & 1, 1)) & b9
-            am = Array(a_mag)[elem]
-            bm = Array(b_mag)[elem]
             x = Signal(4, name=f"mul{k}_a")
             y = Signal(4, name=f"mul{k}_b")
-            m.d.comb += [x.eq(Mux(a_hi, am[4:8], am[0:4])), y.eq(Mux(b_hi, bm[4:8], bm[0:4]))]
+            m.d.comb += [x.eq(Mux(a_hi, slot_a[4:7], slot_a[0:4])),
+                         y.eq(Mux(b_hi, slot_b[4:7], slot_b[0:4]))]
             prod = Signal(8, name=f"mul{k}_p")
             m.d.comb += prod.eq(x * y)
-            # Weight: nibble positions and 2^(2 - mu_a - mu_b) (spec §2.1).
-            mu_a = Array(a_mu)[elem[1:4]]
-            mu_b = Array(b_mu)[elem[1:4]]
+            # Weight: nibble positions and 2^(2 - mu_a - mu_b) (spec §2.1); the subgroup of
+            # multiplier k is microexponent bit k // 2 in MX6 x MX6, else bit 0.
+            if k >= 2:
+                mu_a = Mux(narrow, a_mu[1], a_mu[0])
+                mu_b = Mux(narrow, b_mu[1], b_mu[0])
+            else:
+                mu_a, mu_b = a_mu[0], b_mu[0]
+            # 2 - mu_a - mu_b as (1 - mu_a) + (1 - mu_b): unsigned, so no sign extension.
             shift = Signal(4, name=f"mul{k}_sh")
-            m.d.comb += shift.eq(Cat(Const(0, 2), a_hi) + Cat(Const(0, 2), b_hi) + 2 - mu_a - mu_b)
-            neg = Array(a_sign)[elem] ^ Array(b_sign)[elem]
-            mag = Signal(19, name=f"term{k}_mag")
+            m.d.comb += shift.eq(Cat(Const(0, 2), a_hi) + Cat(Const(0, 2), b_hi) + ~mu_a + ~mu_b)
+            neg = slot_a[7] ^ slot_b[7]
+            mag = Signal(_SUM_BITS, name=f"term{k}_mag")
             m.d.comb += mag.eq(prod << shift)
-            term = Signal(signed(20), name=f"term{k}")
-            m.d.comb += term.eq(Mux(neg, -mag, mag))
+            # The signed term as a two's-complement bit pattern of the sum's width.
+            term = Signal(_SUM_BITS, name=f"term{k}")
+            m.d.comb += term.eq(Mux(neg, ~mag + 1, mag))
             terms.append(term)
         return terms
 
@@ -218,19 +277,22 @@ class PE(wiring.Component):
         step = Signal(4, name="step")
         if self.multiplier == "4x4":
             last_step = Mux(a.fmt & b.fmt, 15, Mux(a.fmt | b.fmt, 7, 3))
-            terms = self._mac_4x4(m, step, a, b)
+            terms = self._mac_4x4(m, step, a, b, self.a_i.payload.group, self.b_i.payload.group,
+                                  active)
         else:
             last_step = Const(GROUP_SIZE - 1, 4)
             terms = self._mac_8x8(m, step, a, b)
-        acc_s = Signal(signed(_SUM_BITS), name="acc_s")
-        step_sum = Signal(signed(_SUM_BITS), name="step_sum")
+        # The running sum is a two's-complement bit pattern (|S| < 2^21 never wraps): unsigned
+        # additions, the same bits as signed ones, cheaper for a simulator.
+        acc_s = Signal(_SUM_BITS, name="acc_s")
+        step_sum = Signal(_SUM_BITS, name="step_sum")
         m.d.comb += step_sum.eq(Mux(step == 0, 0, acc_s) + sum(terms))
 
         # Group-sum register feeding the conversion (spec §2.1).
         s_valid = Signal(name="s_valid")
         s_last = Signal(name="s_last")
         s_nan = Signal(name="s_nan")
-        s_val = Signal(signed(_SUM_BITS), name="s_val")
+        s_val = Signal(_SUM_BITS, name="s_val")  # two's complement
         # Biased FP32 exponent of the value 1 * 2^(Ea + Eb - 254 - (ma-1) - (mb-1) - 2).
         s_bexp = Signal(signed(11), name="s_bexp")
         ma1 = Mux(a.fmt, MX9.mant_bits - 1, MX6.mant_bits - 1)
@@ -256,14 +318,12 @@ class PE(wiring.Component):
         # Conversion of S to FP32: exact in the normal range; a value below 2^-126 is a subnormal
         # or an underflow, flushed to signed zero (S has at most 21 bits, so no RNE step can reach
         # 2^-126 from below); overflow gives Inf (spec §2.1).
+        sign = s_val[-1]
         mag = Signal(_SUM_BITS - 1, name="s_mag")
-        m.d.comb += mag.eq(Mux(s_val < 0, -s_val, s_val))
-        lz = leading_zeros(m, mag, "s_lz")
-        norm = Signal(_SUM_BITS - 1, name="s_norm")
-        m.d.comb += norm.eq(mag << lz)
+        m.d.comb += mag.eq(Mux(sign, ~s_val + 1, s_val))
+        lz, norm = normalize(m, mag, "s_lz")
         bexp = Signal(signed(12), name="p_bexp")
         m.d.comb += bexp.eq(s_bexp + (_SUM_BITS - 2) - lz)
-        sign = s_val[-1]
         p_word = Signal(32, name="p_word")
         with m.If(s_nan):
             m.d.comb += p_word.eq(CANONICAL_NAN)

@@ -5,11 +5,17 @@ is compared as an FP32 bit pattern and its arrival cycle with the documented lat
 cocotb regression on the emitted Verilog is ``tests/test_cocotb_pe.py``.
 """
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
+import oracle
+
 from golden.formats import MX6, MX9
+from hw.fp32 import normalize
 from hw.pe import PE, RESULT_LATENCY, cycles_per_group
 from golden.mx import MXTensor
 from sim.pe_stimulus import (
@@ -127,3 +133,87 @@ def test_cycles_per_group_table():
     assert cycles_per_group(MX6, MX6, "8x8") == 16
     with pytest.raises(ValueError, match="mx4"):
         cycles_per_group("mx4", "mx6")
+
+
+def _group(fmt, exp: int, mant: list[int], sign: list[int], micro: "list[int] | None" = None):
+    """A 1-group MX tensor with the given fields (elements past ``mant`` are zero)."""
+    m = np.zeros((1, 16), np.uint8)
+    s = np.zeros((1, 16), np.uint8)
+    m[0, :len(mant)] = mant
+    s[0, :len(sign)] = sign
+    mu = np.zeros((1, 8), np.uint8) if micro is None else np.asarray([micro], np.uint8)
+    return MXTensor(np.array([exp], np.uint8), mu, s, m, np.array([fmt.code], np.uint8), 16)
+
+
+def _concat(*ts):
+    return MXTensor(*(np.concatenate([getattr(t, f) for t in ts])
+                      for f in ("exp", "micro", "sign", "mant", "fmt")), 16 * len(ts))
+
+
+def _product(a, b) -> Fraction:
+    """The exact value of a 1-group product, straight from spec §2.1's formula."""
+    s = sum((-1) ** int(a.sign[0, i] ^ b.sign[0, i]) * int(a.mant[0, i]) * int(b.mant[0, i])
+            * 2 ** (2 - int(a.micro[0, i // 2]) - int(b.micro[0, i // 2])) for i in range(16))
+    e = int(a.exp[0]) + int(b.exp[0]) - 254 - (a.mant_bits[0] - 1) - (b.mant_bits[0] - 1) - 2
+    return Fraction(s) * Fraction(2) ** int(e)
+
+
+def test_flush_boundary():
+    """The group product's FP32 conversion at the flush boundary (spec §2.1): a product exactly
+    2^-126 stays the smallest normal; one in [2^-127, 2^-126) -- a biased exponent of exactly 0
+    once normalised -- is flushed to signed zero, alone and as the second group after 2^-126
+    (where a wrongly kept subnormal would pull the sum below 2^-126)."""
+    lo, hi = Fraction(1, 2 ** 127), Fraction(1, 2 ** 126)
+    # MX6 x MX6, one element 1 x 1: S = 4, P = 2^(Ea + Eb - 260).
+    one6 = lambda e, s=0: _group(MX6, e, [1], [s])
+    # MX9 x MX9, sixteen 127 x 127: S = 1032256 (just below 2^20), P = S * 2^(Ea + Eb - 268).
+    full9 = lambda e, s=0: _group(MX9, e, [127] * 16, [s] * 16)
+    pairs = [  # (A, B, where |P| lies)
+        (one6(67), one6(67), "= 2^-126"), (one6(67, 1), one6(67), "= 2^-126"),
+        (one6(66), one6(67), "in [2^-127, 2^-126)"), (one6(66), one6(67, 1), "in [2^-127, 2^-126)"),
+        (full9(61), full9(61), "in [2^-127, 2^-126)"),
+        (full9(61, 1), full9(61), "in [2^-127, 2^-126)"),
+        (full9(62), full9(61), ">= 2^-126"),
+    ]
+    where = {"= 2^-126": lambda p: p == hi, "in [2^-127, 2^-126)": lambda p: lo <= p < hi,
+             ">= 2^-126": lambda p: p >= hi}
+    cases = []
+    for n, (a, b, cls) in enumerate(pairs):
+        p = _product(a, b)
+        assert where[cls](abs(p)), f"case {n}: |P| = {float(abs(p))!r} is not {cls}"
+        bits = expected_bits(a, b)
+        # The golden model agrees with the oracle's exact rounding of P (+0 + P).
+        assert bits == oracle.add_f32(0, oracle.round_f32_ftz(p)), f"case {n}"
+        assert (bits & 0x7FFFFFFF == 0) == (cls == "in [2^-127, 2^-126)"), f"case {n}"
+        cases.append(DotCase(a, b, bits))
+    # Two groups: 2^-126, then -(0.98 * 2^-126), which must be flushed before the add.
+    a2, b2 = _concat(one6(67), full9(61, 1)), _concat(one6(67), full9(61))
+    cases.append(DotCase(a2, b2, expected_bits(a2, b2)))
+    assert cases[-1].expected == 0x00800000
+    check(cases)
+
+
+@pytest.mark.parametrize("width", [21, 27])
+def test_normalize(width):
+    """hw.fp32.normalize (the PE's conversion and adder use it): the leading-zero count and the
+    left-normalised value, on zero, one, every single-bit value and random values."""
+    m = Module()
+    value = Signal(width)
+    count, norm = normalize(m, value, "n")
+    rng = np.random.default_rng(width)
+    print(f"seed {width}")
+    vals = [0, (1 << width) - 1] + [1 << b for b in range(width)]
+    vals += [int(rng.integers(0, 1 << int(rng.integers(1, width + 1)))) for _ in range(200)]
+    got = []
+
+    async def bench(ctx):
+        for v in vals:
+            ctx.set(value, v)
+            got.append((ctx.get(count), ctx.get(norm)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for v, (c, n) in zip(vals, got):
+        lz = width - v.bit_length()
+        assert (c, n) == (lz, (v << lz) & ((1 << width) - 1)), f"value {v:#x}"
