@@ -8,7 +8,7 @@ slow regression.
 import pytest
 
 from hw.reorder import Reorder, ReorderConfig
-from sim.runner import ROOT, SIMULATORS, run_cocotb, skip_reason
+from sim.runner import ROOT, SIMULATORS, run_cocotb
 
 CASES = [
     pytest.param(ReorderConfig(banks=4, max_channels=64, max_tokens=4), id="c4-k64"),
@@ -22,9 +22,6 @@ CASES = [
 @pytest.mark.parametrize("sim", SIMULATORS)
 @pytest.mark.parametrize("config", CASES)
 def test_reorder(sim, config, request):
-    reason = skip_reason(sim)
-    if reason:
-        pytest.skip(reason)
     case = request.node.callspec.id.split("-icarus")[0].split("-verilator")[0]
     run_cocotb(Reorder(config), name="reorder", case=f"reorder-{case}", test_module="cocotb_reorder",
                test_dir=ROOT / "sim", sim=sim,
