@@ -13,8 +13,10 @@ back-pressure (ready low) and records each result's position; :class:`ArrayTB` o
 driver, monitor and the checker.
 """
 
+import json
 import os
 import random
+import time
 
 import cocotb
 import numpy as np
@@ -31,6 +33,8 @@ COLS = int(os.environ.get("ARRAY_COLS", "4"))
 SEED = int(os.environ.get("ARRAY_SEED", "1"))
 GEMMS = int(os.environ.get("ARRAY_GEMMS", "6"))
 DIT = int(os.environ.get("ARRAY_DIT", "1"))
+#: A JSON file the ``speed`` test writes its cycles and wall time into (the benchmarks read it).
+STATS = os.environ.get("ARRAY_STATS", "")
 TAGGED = MAX_GROUP_BITS + 1
 M_BITS = int(os.environ["ARRAY_M_BITS"])
 N_BITS = int(os.environ["ARRAY_N_BITS"])
@@ -224,7 +228,7 @@ async def dit_tiles(dut):
             cycles = await tb.run(a, w, what)
             m, n = a.shape[0], w.shape[0]
             assert cycles == gemm_cycles(m, a.length, n, names(a), names(w), cfg), (what, cycles)
-    a, w, what = layer_tile("mlp.fc2", 2 * ROWS, COLS + 2, seed=SEED)
+    a, w, what = layer_tile("attn.qkv", ROWS, COLS + 2, seed=SEED + 7)
     await tb.run(a, w, what, gap=0.3, stall=0.5)
 
 
@@ -234,3 +238,27 @@ async def long_k(dut):
     tb = ArrayTB(dut, SEED + 2)
     await tb.reset()
     await tb.gemm(ROWS + 2, 72, COLS + 3, "mixdit", stall=0.3)
+
+
+@cocotb.test()
+async def speed(dut):
+    """Simulation speed: one real fc2 tile (K = 512) at full speed, cycles per wall second into
+    ``ARRAY_STATS`` (bench/bench_array.py), bit-exact and on the exact cycle count."""
+    from dataclasses import replace
+
+    from hw.config import ArrayConfig
+    from sim.dit_stimulus import layer_tile
+
+    cfg = replace(ArrayConfig(), rows=ROWS, cols=COLS)
+    tb = ArrayTB(dut, SEED)
+    await tb.reset()
+    a, w, what = layer_tile("mlp.fc2", ROWS, COLS, seed=SEED)
+    names = lambda t: ["mx9" if c else "mx6" for c in t.fmt]
+    t0 = time.perf_counter()
+    cycles = await tb.run(a, w, what)
+    wall = time.perf_counter() - t0
+    assert cycles == gemm_cycles(a.shape[0], a.length, w.shape[0], names(a), names(w), cfg)
+    dut._log.info("%s: %d cycles in %.2f s, %.1f cycles/s", what, cycles, wall, cycles / wall)
+    if STATS:
+        with open(STATS, "w") as f:
+            json.dump({"gemm": what, "cycles": cycles, "wall_s": wall}, f)

@@ -27,7 +27,9 @@ def register(sub, formatter_class) -> None:
                    help="simulator of the harness")
     p.add_argument("--rows", type=int, default=16, help="array rows R")
     p.add_argument("--cols", type=int, default=16, help="array columns C")
-    p.add_argument("--vcd", metavar="F.vcd", help="dump waves (Verilator: a separate traced build)")
+    p.add_argument("--waves", "--vcd", dest="waves", metavar="F.fst",
+                   help="dump waves: FST for F.fst, VCD for F.vcd (Verilator: from a separate "
+                        "build with tracing on, cached like the plain one; --vcd is the old name)")
     p.set_defaults(func=run)
 
 
@@ -86,7 +88,8 @@ def run(args) -> int:
 
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
-        res = run_gemm(a, w, config, sim=args.sim, vcd=args.vcd)
+        res = run_gemm(a, w, config, sim=args.sim, waves=args.waves,
+                       announce=lambda line: print(f"build    {line}", flush=True))
     except (HarnessError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     finally:

@@ -183,7 +183,7 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
              sim: str = "verilator", waves: "str | Path | None" = None, gap: int = 0,
              stall: int = 0, seed: int = 1, timeout_s: "float | None" = None,
              workdir: "str | Path | None" = None, vcd: "str | Path | None" = None,
-             announce=None) -> HarnessResult:
+             announce=None, hierarchical: bool = True) -> HarnessResult:
     """Run ``a @ w.T`` on the array's RTL through the file-driven harness (spec §3, §6).
 
     Parameters
@@ -207,6 +207,8 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
         Where the images go (kept); by default a temporary directory, removed afterwards.
     announce : callable, optional
         Called with one line when a build that is not cached starts.
+    hierarchical : bool
+        Verilator: the PE as a hierarchical block (default) or the flat build.
 
     Returns
     -------
@@ -238,7 +240,8 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
         fmt = waves_format(waves)
         waves = Path(waves).resolve()
         _check_writable(waves)
-    b = build(config, sim, waves=fmt, depths=depths, announce=announce)
+    b = build(config, sim, waves=fmt, depths=depths, announce=announce,
+              hierarchical=hierarchical)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="mixdit-harness-")

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -93,7 +95,11 @@ class Design:
 
 @dataclass(frozen=True)
 class Build:
-    """A finished build: what to run, and the seconds this call spent building (0 if cached)."""
+    """A finished build: what to run, and the seconds this call spent building (0 if cached).
+
+    :meth:`stats` reads what the build recorded when it was made (``build.json``): wall and CPU
+    seconds, and the bytes of C++ Verilator generated.
+    """
 
     sim: str
     exe: Path
@@ -101,6 +107,13 @@ class Build:
     build_s: float
     waves: "str | None"
     version: str
+
+    def stats(self) -> dict:
+        """``{"wall_s", "cpu_s", "cpp_bytes", "command"}`` of the build that made this entry."""
+        try:
+            return json.loads((self.directory / "build.json").read_text())
+        except (OSError, ValueError):
+            return {}
 
     def command(self, plusargs: Sequence[str]) -> list[str]:
         """The command line that runs this build with ``plusargs``."""
@@ -240,13 +253,12 @@ def build(design: Design, sim: str, *, waves: "str | None" = None, jobs: int = 2
         if _target(sim, final, design.top).exists():
             return Build(sim, _target(sim, final, design.top), final, 0.0, waves, version)
         _sweep(cache)
+        times_file = cache / "build-times.json"
+        kind = f"{design.name}-{sim}{'-' + waves_key if waves_key else ''}"
         if announce is not None:
-            what = f"{sim} build of {design.name}" + (f" with {waves.upper()} tracing (a "
-                                                      "separate build)" if waves_key else "")
-            announce(f"{what}: not cached, building (Verilator: about a minute for 16 x 16 "
-                     "on two cores; Icarus: seconds)" if sim == "verilator" else
-                     f"{what}: not cached, building (seconds)")
+            announce(_announcement(design.name, sim, waves_key, _last_time(times_file, kind)))
         t0 = time.perf_counter()
+        cpu0 = _children_cpu()
         tmp = Path(tempfile.mkdtemp(prefix=f"{tag}-{os.getpid()}-", suffix=".tmp", dir=cache))
         try:
             rtl = list(design.emit(tmp))
@@ -264,12 +276,50 @@ def build(design: Design, sim: str, *, waves: "str | None" = None, jobs: int = 2
                 raise HarnessError(f"{sim} build of {design.name} failed (exit {proc.returncode}): "
                                    f"{failure_reason(log)}\n{log[-4000:]}")
             (tmp / "version").write_text(version + "\n")
+            cpp = sum(f.stat().st_size for pat in ("*.cpp", "*.h") for f in tmp.rglob(pat))
+            (tmp / "build.json").write_text(json.dumps({
+                "wall_s": round(time.perf_counter() - t0, 2),
+                "cpu_s": round(_children_cpu() - cpu0, 2), "cpp_bytes": cpp,
+                "command": cmd}, indent=1))
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return Build(sim, _target(sim, final, design.top), final, time.perf_counter() - t0,
-                     waves, version)
+        build_s = time.perf_counter() - t0
+        _record_time(times_file, kind, build_s)
+        return Build(sim, _target(sim, final, design.top), final, build_s, waves, version)
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _last_time(path: Path, kind: str) -> "float | None":
+    try:
+        return float(json.loads(path.read_text())[kind])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_time(path: Path, kind: str, seconds: float) -> None:
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    data[kind] = round(seconds, 1)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _announcement(name: str, sim: str, waves: "str | None", last: "float | None") -> str:
+    what = f"{sim} build of {name}" + (f" with {waves.upper()} tracing (a separate build from "
+                                       "the untraced one)" if waves else "")
+    if last is not None:
+        return f"{what}: not cached, building (the last such build here took {last:.0f} s)"
+    guess = "minutes" if sim == "verilator" else "seconds"
+    return f"{what}: not cached, building (takes {guess})"
 
 
 _REASON = re.compile(r"(%Error|error|Error|ERROR|unable|Unable|cannot|Cannot|not found|"
