@@ -135,17 +135,23 @@ def _pick(values, want):
     return want if want in values else values[len(values) // 2]
 
 
-@functools.lru_cache(maxsize=16)
 def load_layer(kind: str = "mlp.fc1", block: "int | None" = None,
                timestep: "int | None" = None, head: "int | None" = None) -> Layer:
     """Calibrate and quantize layer ``kind`` (one of :data:`LAYERS`) of ``block`` at
-    ``timestep`` (by default the capture's first block and its middle timestep)."""
+    ``timestep`` (by default the capture's first block and its middle timestep) of the capture
+    :func:`capture_path` names; cached per capture."""
+    return _load_layer(str(capture_path()), str(_checkpoint_path()), kind, block, timestep, head)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_layer(capture: str, checkpoint: str, kind: str, block: "int | None",
+                timestep: "int | None", head: "int | None") -> Layer:
     from golden.gemm import mx_matmul
     from golden.layer import calibrate_block, consumer_plan
 
     if kind not in LAYERS:
         raise ValueError(f"unknown layer {kind!r}; expected one of {LAYERS}")
-    acts = _capture(str(capture_path()))
+    acts = _capture(capture)
     blocks = [int(b) for b in acts["meta/blocks"]]
     b = blocks[0] if block is None else block
     steps = [int(t) for t in acts["meta/timesteps"]]
@@ -153,7 +159,7 @@ def load_layer(kind: str = "mlp.fc1", block: "int | None" = None,
     if b not in blocks or t not in steps:
         raise ValueError(f"block {b} / timestep {t} not in the capture (blocks {blocks}, "
                          f"timesteps {steps})")
-    weights, num_heads = _weights(str(_checkpoint_path()))
+    weights, num_heads = _weights(checkpoint)
     plans = calibrate_block(acts, b, t, P1, P2)
     nxt = calibrate_block(acts, b + 1, t, P1, P2) if b + 1 in blocks else None
     key = f"blocks.{b}.{kind}/t{t}"

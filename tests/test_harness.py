@@ -256,3 +256,21 @@ def test_icarus_waves_vcd_and_fst(tmp_path):
         assert (b"$date" in head or b"$version" in head) if name.endswith(".vcd") else \
             not head.startswith(b"$")
     assert (tmp_path / "w.vcd").stat().st_size > 1000
+
+
+def test_gemm_command_waves(tmp_path, capsys):
+    """``mixdit gemm --waves F.fst`` writes FST (Icarus here); a bad suffix is a one-line error."""
+    _need("icarus")
+    from sim.cli import main
+
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "A.npy", rng.standard_normal((5, 32)).astype(np.float32))
+    np.save(tmp_path / "W.npy", rng.standard_normal((6, 32)).astype(np.float32))
+    args = ["gemm", "--a", str(tmp_path / "A.npy"), "--w", str(tmp_path / "W.npy"), "--out",
+            str(tmp_path / "C.npy"), "--rows", "4", "--cols", "4", "--sim", "icarus"]
+    assert main([*args, "--waves", str(tmp_path / "g.fst")]) == 0
+    assert (tmp_path / "g.fst").stat().st_size > 100
+    capsys.readouterr()
+    assert main([*args, "--waves", str(tmp_path / "g.lxt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must end in .fst or .vcd" in err and len(err.splitlines()) == 1, err
