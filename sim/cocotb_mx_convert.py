@@ -15,7 +15,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
-from golden.formats import GROUP_SIZE, MX9
+from golden.formats import MX9
 from sim.drivers import always, bursts, coin, collect
 from sim.mx_stimulus import golden_words, lanes_word, random_groups, special_groups, tie_groups
 

@@ -274,3 +274,23 @@ def test_gemm_command_waves(tmp_path, capsys):
     assert main([*args, "--waves", str(tmp_path / "g.lxt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "must end in .fst or .vcd" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_verilator_hierarchical_4x4_waves(tmp_path):
+    """The PE as a hierarchical block (one model for all PEs) gives the bits and cycles of the
+    formula, and its traced build writes FST and VCD with the same results."""
+    _need("verilator")
+    rng = np.random.default_rng(44)
+    a, w = random_gemm(rng, 9, 5, 7, "mixdit")
+    cycles = gemm_cycles(9, 80, 7, _formats(a.fmt), _formats(w.fmt), SMALL)
+    res = _check(a, w, SMALL, "verilator")
+    assert res.cycles == cycles and "5.048" in res.version
+    from sim import harness
+    b = harness.build(SMALL, "verilator")
+    assert (b.directory / "obj_dir" / "Vgemm_4x4_pe").is_dir(), "no hierarchical PE model"
+    for name in ("w.fst", "w.vcd"):
+        res = _check(a, w, SMALL, "verilator", waves=tmp_path / name)
+        assert res.cycles == cycles
+    assert (tmp_path / "w.fst").read_bytes()[:1] != b"$"       # FST is binary
+    assert b"$timescale" in (tmp_path / "w.vcd").read_bytes()[:4096]
