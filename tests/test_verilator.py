@@ -80,7 +80,9 @@ def test_tiny_binary_build_with_timing_and_precompiled_headers(tmp_path):
     src = tmp_path / "tiny.sv"
     src.write_text(TB)
     cmd = [str(verilator.executable()), "--binary", "--timing", "-Wno-fatal", "--x-initial", "0",
-           "--output-split", "1", "-Mdir", str(tmp_path / "obj"), str(src)]
+           "--output-split", "1", "-Mdir", str(tmp_path / "obj"), str(src),
+           # Unoptimised C++: the test is about the build's flags, not the model's speed.
+           "-MAKEFLAGS", "OPT_FAST=-O0 OPT_GLOBAL=-O0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
                           env=verilator.environment())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
