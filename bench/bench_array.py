@@ -167,7 +167,8 @@ def speed_table(quick: bool) -> None:
 
 
 def cocotb_speed(sim: str) -> list:
-    """The cocotb testbench's ``speed`` test (one real fc2 tile, K = 512) on the 16 x 16 array."""
+    """The cocotb testbench's ``measure_speed`` test (one real fc2 tile, K = 512) on the
+    16 x 16 array."""
     import json
 
     from hw.config import ArrayConfig
@@ -181,7 +182,8 @@ def cocotb_speed(sim: str) -> list:
     stats = SIM_BUILD / f"{case}-{sim}" / "speed.json"
     c0 = _child_cpu()
     run_cocotb(GemmArray(cfg, pe_module="array16x16_pe"), name="array16x16", case=case,
-               test_module="cocotb_array", test_dir=SIM_ROOT / "sim", sim=sim, testcase=["speed"],
+               test_module="cocotb_array", test_dir=SIM_ROOT / "sim", sim=sim,
+               testcase=["measure_speed"],
                extra_env={"ARRAY_ROWS": "16", "ARRAY_COLS": "16", "ARRAY_SEED": "1",
                           "ARRAY_GEMMS": "1", "ARRAY_M_BITS": str(cfg.m_bits),
                           "ARRAY_N_BITS": str(cfg.n_bits), "ARRAY_STATS": str(stats)})

@@ -33,7 +33,7 @@ COLS = int(os.environ.get("ARRAY_COLS", "4"))
 SEED = int(os.environ.get("ARRAY_SEED", "1"))
 GEMMS = int(os.environ.get("ARRAY_GEMMS", "6"))
 DIT = int(os.environ.get("ARRAY_DIT", "1"))
-#: A JSON file the ``speed`` test writes its cycles and wall time into (the benchmarks read it).
+#: A JSON file the ``measure_speed`` test writes its cycles and wall time into (bench reads it).
 STATS = os.environ.get("ARRAY_STATS", "")
 TAGGED = MAX_GROUP_BITS + 1
 M_BITS = int(os.environ["ARRAY_M_BITS"])
@@ -241,7 +241,7 @@ async def long_k(dut):
 
 
 @cocotb.test()
-async def speed(dut):
+async def measure_speed(dut):
     """Simulation speed: one real fc2 tile (K = 512) at full speed, cycles per wall second into
     ``ARRAY_STATS`` (bench/bench_array.py), bit-exact and on the exact cycle count."""
     from dataclasses import replace
