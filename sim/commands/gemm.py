@@ -28,7 +28,9 @@ def register(sub, formatter_class) -> None:
                    help="simulator of the harness")
     p.add_argument("--rows", type=int, default=16, help="array rows R")
     p.add_argument("--cols", type=int, default=16, help="array columns C")
-    p.add_argument("--vcd", metavar="F.vcd", help="dump waves (Verilator: a separate traced build)")
+    p.add_argument("--waves", "--vcd", dest="waves", metavar="F.fst",
+                   help="dump waves: FST for F.fst, VCD for F.vcd (Verilator: from a separate "
+                        "build with tracing on, cached like the plain one; --vcd is the old name)")
     p.set_defaults(func=run)
 
 
@@ -54,7 +56,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = output_file(args.out, "--out", ".npy")
-    vcd = output_file(args.vcd, "--vcd")
+    waves = output_file(args.waves, "--waves")
     # NaN and Inf are allowed (NaN groups, spec §1.1), a tensor with no finite value is not.
     x = load_array(args.a, "A", ndim=2, finite="some")
     y = load_array(args.w, "W", ndim=2, finite="some")
@@ -87,7 +89,8 @@ def run(args) -> int:
 
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
-        res = run_gemm(a, w, config, sim=args.sim, vcd=None if vcd is None else str(vcd))
+        res = run_gemm(a, w, config, sim=args.sim, waves=None if waves is None else str(waves),
+                       announce=lambda line: print(f"build    {line}", flush=True))
     except (HarnessError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     finally:
@@ -113,8 +116,8 @@ def run(args) -> int:
     print(f"time     {wall:.1f} s (build {res.build_s:.1f} s, simulation {res.sim_s:.1f} s: "
           f"{res.cycles / max(res.sim_s, 1e-9):,.0f} simulated cycles per second of simulation)")
     print(f"wrote    {out}")
-    if vcd is not None:
-        print(f"wrote    {vcd}")
+    if waves is not None:
+        print(f"wrote    {waves}")
     if res.cycles != expect:
         print(f"note     measured cycles differ from the model by {res.cycles - expect}",
               file=sys.stderr)

@@ -5,8 +5,11 @@ builds the SystemVerilog testbench ``gemm_tb.sv`` around the array's emitted Ver
 configuration and simulator, cached under ``build/harness/``), runs it, and reads the
 ``$writememh`` image of C back, with the cycle count the testbench measured.
 
-``verilator --binary`` (Debian's 5.006 is enough) is the fast path; Icarus Verilog runs the same
-testbench for small GEMMs, and both give the same bits (tests/test_harness.py).
+``verilator --binary`` (the project's Verilator 5.048, :mod:`sim.verilator`) is the fast path,
+with the PE verilated as a hierarchical block so that one C++ model serves every PE; Icarus
+Verilog runs the same testbench for small GEMMs, and both give the same bits
+(tests/test_harness.py). The generic build and run machinery, which the top's harness shares, is
+:mod:`sim.harness.builder`.
 
 Examples
 --------
@@ -15,13 +18,10 @@ Examples
 >>> res.c.shape, res.cycles           # float32 [M, N] and the measured cycles
 """
 
-import fcntl
-import hashlib
+import os
 import re
-import shutil
-import subprocess
+import shutil  # noqa: F401  (tests patch sim.harness.shutil.which)
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,28 +33,21 @@ from hw.config import ArrayConfig
 from hw.emit import emit
 from hw.sequencer import GemmArray
 
-__all__ = ["SIMULATORS", "HarnessResult", "HarnessError", "SimulatorMissing", "run_gemm", "build",
-           "simulator_missing", "ROOT", "BUILD"]
+from . import builder as _build
+from .builder import (SIMULATORS, Build, Design, HarnessError, SimulatorMissing, simulator_missing,
+                    waves_format)
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-BUILD = ROOT / "build" / "harness"
+__all__ = ["SIMULATORS", "HarnessResult", "HarnessError", "SimulatorMissing", "run_gemm", "build",
+           "gemm_design", "simulator_missing", "waves_format", "write_images", "ROOT", "BUILD",
+           "Design", "Build"]
+
+ROOT = _build.ROOT
+BUILD = _build.BUILD
 TB = Path(__file__).resolve().parent / "gemm_tb.sv"
-SIMULATORS = ("verilator", "icarus")
 # Memory depths of the Verilator build (one build serves every GEMM up to these sizes): A and W
 # words, groups along K, C words. DiT-XL/2's largest operand is fc2's W (1152 x 288 groups) and
 # its largest result fc1's C (256 x 4608).
 _VERILATOR_DEPTHS = (1 << 20, 1 << 20, 1 << 12, 1 << 21)
-_EXE = {"verilator": "verilator", "icarus": "iverilog"}
-#: Part of the cache key: a change of the C++ optimisation level means a new build.
-_VERILATOR_FLAGS = ("OPT_FAST=-O1",)
-
-
-class HarnessError(RuntimeError):
-    """The build or the simulation failed (the message carries the simulator's output)."""
-
-
-class SimulatorMissing(HarnessError):
-    """The requested simulator is not installed."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +66,8 @@ class HarnessResult:
         Wall time of the simulation run alone (images written, build done).
     build_s : float
         Wall time spent building in this call (0 when the cached build was used).
+    version : str
+        The simulator's version (as the build cache keys it).
     """
 
     c: np.ndarray
@@ -80,15 +75,7 @@ class HarnessResult:
     sim: str
     sim_s: float
     build_s: float
-
-
-def simulator_missing(sim: str) -> "str | None":
-    """Why ``sim`` cannot run here (unknown or not installed), or None when it can."""
-    if sim not in SIMULATORS:
-        return f"unknown simulator {sim!r}; expected one of {', '.join(SIMULATORS)}"
-    if shutil.which(_EXE[sim]) is None:
-        return f"{sim} ({_EXE[sim]}) is not installed"
-    return None
+    version: str = ""
 
 
 def _pow2(n: int, floor: int = 1024) -> int:
@@ -107,90 +94,53 @@ _RTL_SOURCES = ("hw/config.py", "hw/skew.py", "hw/array.py", "hw/sequencer.py", 
                 "hw/fp32.py", "hw/layouts.py", "hw/emit.py", "golden/formats.py")
 
 
-def _source_key(config: ArrayConfig, sim: str, depths, trace: bool) -> str:
-    h = hashlib.sha256()
-    for path in [ROOT / p for p in _RTL_SOURCES] + [TB]:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    h.update(repr((config, sim, depths, trace, _VERILATOR_FLAGS)).encode())
-    return h.hexdigest()[:16]
+def gemm_design(config: ArrayConfig = ArrayConfig(),
+                depths: "tuple[int, int, int, int] | None" = None, *,
+                hierarchical: bool = True) -> Design:
+    """The array's harness as a :class:`~sim.harness.builder.Design`: ``gemm_tb.sv`` around
+    :class:`hw.sequencer.GemmArray` with its PE emitted as a module of its own, verilated as a
+    hierarchical block (one C++ model for all R x C PEs) unless ``hierarchical`` is False."""
+    depths = depths or _VERILATOR_DEPTHS
+    top = f"gemm_{config.name.replace('-', '_')}"
+    pe = f"{top}_pe"
+
+    def emit_array(directory: Path) -> list[Path]:
+        return [emit(GemmArray(config, pe_module=pe), top, directory)]
+
+    defines = {
+        "ROWS": config.rows, "COLS": config.cols, "M_BITS": config.m_bits,
+        "N_BITS": config.n_bits, "KG_BITS": config.kg_bits, "COL_BITS": config.col_bits,
+        "TOP": top, "A_DEPTH": depths[0], "W_DEPTH": depths[1], "KG_DEPTH": depths[2],
+        "C_DEPTH": depths[3],
+    }
+    return Design(name=config.name + ("" if hierarchical else "-flat"), testbench=TB,
+                  top="gemm_tb", emit=emit_array, sources=[ROOT / p for p in _RTL_SOURCES],
+                  defines=defines, hier_blocks=(pe,) if hierarchical else (), params=repr(config))
 
 
-def build(config: ArrayConfig = ArrayConfig(), sim: str = "verilator", *, trace: bool = False,
-          depths: "tuple[int, int, int, int] | None" = None, jobs: int = 2) -> tuple[Path, float]:
-    """Build the harness for ``config`` under ``sim`` unless a matching build is cached.
-
-    The cache key covers the RTL sources (``hw/*.py``), the testbench, the configuration, the
-    memory depths and ``trace``; a build directory is locked while it is built, so parallel test
-    workers share it.
+def build(config: ArrayConfig = ArrayConfig(), sim: str = "verilator", *,
+          waves: "str | None" = None, depths: "tuple[int, int, int, int] | None" = None,
+          jobs: int = 2, hierarchical: bool = True, announce=None) -> Build:
+    """Build the array's harness for ``config`` under ``sim`` unless a matching build is cached
+    (:func:`sim.harness.builder.build`: content-keyed, simulator version included, renamed into
+    place when complete).
 
     Parameters
     ----------
     config : ArrayConfig
     sim : {"verilator", "icarus"}
-    trace : bool
-        Verilator only: build with ``--trace`` so ``+VCD=`` works (a separate build).
+    waves : {"fst", "vcd"} or None
+        Verilator only: a separate build with tracing on, so ``+VCD=`` dumps waves.
     depths : tuple of 4 ints, optional
         Words of the A, W, format and C memories; the default serves DiT-XL/2's layers.
     jobs : int
         Parallel C++ compile jobs of the Verilator build.
-
-    Returns
-    -------
-    (pathlib.Path, float)
-        The command to run (a Verilator binary or a vvp image) and the seconds spent building
-        (0 when cached).
-
-    Raises
-    ------
-    SimulatorMissing
-        If ``sim`` is unknown or not installed.
-    HarnessError
-        If the build fails.
+    hierarchical : bool
+        Verilate the PE as a hierarchical block (the default; False gives the flat build, kept
+        for the benchmark's before/after).
     """
-    missing = simulator_missing(sim)
-    if missing:
-        raise SimulatorMissing(missing)
-    depths = depths or _VERILATOR_DEPTHS
-    tag = config.name + ("-trace" if trace and sim == "verilator" else "")
-    key = _source_key(config, sim, depths, trace)
-    out = BUILD / f"{tag}-{sim}-{key}"
-    target = out / ("obj_dir/Vgemm_tb" if sim == "verilator" else "gemm_tb.vvp")
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (out / "done").is_file() and target.exists():
-            return target, 0.0
-        t0 = time.perf_counter()
-        top = f"gemm_{config.name.replace('-', '_')}"
-        rtl = emit(GemmArray(config, pe_module=f"{top}_pe"), top, out)
-        defines = {
-            "ROWS": config.rows, "COLS": config.cols, "M_BITS": config.m_bits,
-            "N_BITS": config.n_bits, "KG_BITS": config.kg_bits, "COL_BITS": config.col_bits,
-            "TOP": top, "A_DEPTH": depths[0], "W_DEPTH": depths[1], "KG_DEPTH": depths[2],
-            "C_DEPTH": depths[3],
-        }
-        if sim == "verilator":
-            if trace:
-                defines["WAVES"] = 1
-            cmd = ["verilator", "--binary", "-O3", "--x-assign", "0", "--x-initial", "0",
-                   "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "gemm_tb",
-                   "-Mdir", str(out / "obj_dir"), "-j", str(jobs),
-                   # gcc -O1 instead of Verilator's default -Os on the generated code: about 3x
-                   # faster to compile (the 16 x 16 build is ~270 large C++ files).
-                   "-MAKEFLAGS", "OPT_FAST=-O1",
-                   *(["--trace"] if trace else []),
-                   *[f"-D{k}={v}" for k, v in defines.items()], str(TB), str(rtl)]
-        else:
-            defines["WAVES"] = 1
-            cmd = ["iverilog", "-g2012", "-s", "gemm_tb", "-o", str(target),
-                   *[f"-D{k}={v}" for k, v in defines.items()], str(TB), str(rtl)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out)
-        if proc.returncode != 0 or not target.exists():
-            raise HarnessError(f"{sim} build failed ({' '.join(cmd[:3])} ...):\n"
-                               f"{(proc.stdout + proc.stderr)[-4000:]}")
-        (out / "done").write_text(" ".join(cmd) + "\n")
-        return target, time.perf_counter() - t0
+    return _build.build(gemm_design(config, depths, hierarchical=hierarchical), sim,
+                        waves=waves, jobs=jobs, announce=announce)
 
 
 def _check_operands(a: MXTensor, w: MXTensor) -> tuple[int, int, int]:
@@ -230,9 +180,10 @@ def write_images(a: MXTensor, w: MXTensor, directory: "str | Path") -> dict[str,
 
 
 def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
-             sim: str = "verilator", vcd: "str | Path | None" = None, gap: int = 0,
+             sim: str = "verilator", waves: "str | Path | None" = None, gap: int = 0,
              stall: int = 0, seed: int = 1, timeout_s: "float | None" = None,
-             workdir: "str | Path | None" = None) -> HarnessResult:
+             workdir: "str | Path | None" = None, vcd: "str | Path | None" = None,
+             announce=None, hierarchical: bool = True) -> HarnessResult:
     """Run ``a @ w.T`` on the array's RTL through the file-driven harness (spec §3, §6).
 
     Parameters
@@ -244,8 +195,9 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
     config : ArrayConfig
         Array size; one build per configuration and simulator is cached.
     sim : {"verilator", "icarus"}
-    vcd : path, optional
-        Write waves there (Verilator: a separate ``--trace`` build).
+    waves : path, optional
+        Write waves there, FST for ``.fst`` and VCD for ``.vcd`` (Verilator: a separate build
+        with tracing on, cached like the other). ``vcd`` is the old name of this parameter.
     gap, stall : int
         Percent of cycles the operand streams are invalid / the output stream is not ready
         (random, from ``seed``); 0 runs at full speed and gives :func:`hw.cycles.gemm_cycles`.
@@ -253,6 +205,10 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
         Kill the simulation after this many seconds.
     workdir : path, optional
         Where the images go (kept); by default a temporary directory, removed afterwards.
+    announce : callable, optional
+        Called with one line when a build that is not cached starts.
+    hierarchical : bool
+        Verilator: the PE as a hierarchical block (default) or the flat build.
 
     Returns
     -------
@@ -261,11 +217,12 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
     Raises
     ------
     ValueError
-        For operands of the wrong rank, differing K, MX4 groups, or an empty GEMM.
+        For operands of the wrong rank, differing K, MX4 groups, an empty GEMM, or a waves file
+        with another suffix or in a directory that cannot be written.
     SimulatorMissing
         If ``sim`` is unknown or not installed.
     HarnessError
-        If the build or the run fails.
+        If the build or the run fails; the first line of the message says why.
     """
     m, n, kg = _check_operands(a, w)
     for what, v in (("gap", gap), ("stall", stall)):
@@ -277,8 +234,14 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
     depths = _depths(sim, m, n, kg)
     if m * kg > depths[0] or n * kg > depths[1] or kg > depths[2] or m * n > depths[3]:
         raise ValueError(f"GEMM {m}x{16 * kg}x{n} exceeds the harness memories {depths}")
-    trace = vcd is not None
-    exe, build_s = build(config, sim, trace=trace, depths=depths)
+    waves = waves if waves is not None else vcd
+    fmt = None
+    if waves is not None:
+        fmt = waves_format(waves)
+        waves = Path(waves).resolve()
+        _check_writable(waves)
+    b = build(config, sim, waves=fmt, depths=depths, announce=announce,
+              hierarchical=hierarchical)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="mixdit-harness-")
@@ -292,24 +255,29 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
         plus = [f"+M={m}", f"+N={n}", f"+KG={kg}", f"+A={paths['A']}", f"+W={paths['W']}",
                 f"+F={paths['F']}", f"+C={c_path}", f"+GAP={gap}", f"+STALL={stall}",
                 f"+SEED={seed}"]
-        if vcd is not None:
-            plus.append(f"+VCD={Path(vcd).resolve()}")
-        cmd = [str(exe), *plus] if sim == "verilator" else ["vvp", "-n", str(exe), *plus]
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=d)
-        except subprocess.TimeoutExpired:
-            raise HarnessError(f"{sim} run exceeded {timeout_s} s") from None
-        sim_s = time.perf_counter() - t0
-        out = proc.stdout + proc.stderr
+        if waves is not None:
+            plus.append(f"+VCD={waves}")
+        out, sim_s = _build.run(b, plus, cwd=d, timeout_s=timeout_s)
         found = re.search(r"HARNESS cycles=(\d+)", out)
-        if proc.returncode != 0 or found is None or not c_path.is_file():
-            raise HarnessError(f"{sim} run failed (exit {proc.returncode}):\n{out[-4000:]}")
+        if found is None or not c_path.is_file():
+            why = _build.failure_reason(out) if found is None else "no result image was written"
+            raise HarnessError(f"{sim} run failed: {why}\n{out[-4000:]}")
+        if waves is not None and not waves.is_file():
+            raise HarnessError(f"{sim} run wrote no waves to {waves}: "
+                               f"{_build.failure_reason(out)}\n{out[-4000:]}")
         words = read_memh(c_path, 32)
         if words.shape[0] != m * n:
             raise HarnessError(f"{sim} wrote {words.shape[0]} results, expected {m * n}")
         c = words.view("<u4").reshape(m, n).view(np.float32).copy()
-        return HarnessResult(c, int(found.group(1)), sim, sim_s, build_s)
+        return HarnessResult(c, int(found.group(1)), sim, sim_s, b.build_s, b.version)
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot write waves to {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"cannot write waves to {path}: permission denied")
