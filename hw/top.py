@@ -25,10 +25,14 @@ bank word before the array has written it.
 Interfaces (``amaranth.lib.stream``)
 ------------------------------------
 ``cmd`` : In(stream.Signature(command_layout))
-    One layer: the GEMM's ``m``, ``n``, ``kg`` (:func:`hw.sequencer.cmd_layout`) and the table
-    ``entry`` holding the next layer's order. ``n`` must be a multiple of 16 (whole groups of the
-    next layer's K), and ``m`` at most the buffer's ``max_tokens``. Taken when the previous
-    layer has fully left on ``o``.
+    One GEMM: its ``m``, ``n``, ``kg`` (:func:`hw.sequencer.cmd_layout`); ``store``, whether its
+    results go into the output buffer, at column tile ``col`` on (channel ``col * C + j`` for
+    result column ``j``); and ``groups``, the next-layer groups per token to convert once the
+    GEMM is done (0: none), with the order of table ``entry``. A linear layer is one command
+    (``store = 1``, ``col = 0``, ``groups = n / 16``); attention is one command per head and
+    GEMM, the P V results stored side by side (``col = h * d / C``) and converted after the last
+    head, the Q K^T results (for the host's softmax) not stored. ``m`` is at most the buffer's
+    ``max_tokens``. Taken when the previous command has fully left on ``c`` and ``o``.
 ``a``, ``w`` : In
     One K step of A (R tagged groups) and of W (C tagged groups), as for :class:`GemmArray`.
 ``cfg`` : In
@@ -42,12 +46,10 @@ Interfaces (``amaranth.lib.stream``)
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
-
-from golden.formats import GROUP_SIZE
 
 from .config import ArrayConfig
 from .layouts import TaggedGroup
@@ -97,10 +99,15 @@ class TopConfig:
 
 
 def command_layout(config: TopConfig) -> data.StructLayout:
-    """One layer: the GEMM (``m``, ``n``, ``kg``) and the order-table ``entry``."""
+    """One command: the GEMM (``m``, ``n``, ``kg``), the order-table ``entry``, the buffer column
+    tile ``col`` and ``store`` flag, and the next-layer ``groups`` per token (module docstring)."""
     gemm = cmd_layout(config.array)
+    reo = config.reorder
     return data.StructLayout({"gemm": gemm,
-                              "entry": config.reorder.command_layout()["entry"].shape})
+                              "entry": reo.command_layout()["entry"].shape,
+                              "col": reo.write_layout()["col"].shape,
+                              "store": unsigned(1),
+                              "groups": reo.command_layout()["groups"].shape})
 
 
 class MixDiTTop(wiring.Component):
@@ -180,15 +187,14 @@ class MixDiTTop(wiring.Component):
         ]
         with m.If(self.cmd.valid & ~active):
             p = self.cmd.payload
-            n_groups = p.gemm.n // GROUP_SIZE
             m.d.sync += [
                 lay.eq(p),
                 active.eq(1),
                 gemm_pending.eq(1),
                 conv_pending.eq(1),
-                groups.eq(n_groups),
+                groups.eq(p.groups),
                 last_col.eq((p.gemm.n + acfg.cols - 1) // acfg.cols - 1),
-                total.eq(p.gemm.m * n_groups),
+                total.eq(p.gemm.m * p.groups),
                 complete_tokens.eq(0),
                 sent.eq(0),
             ]
@@ -202,9 +208,9 @@ class MixDiTTop(wiring.Component):
             self.c.valid.eq(arr.o.valid),
             self.c.payload.eq(out),
             arr.o.ready.eq(self.c.ready),
-            reo.w.valid.eq(take),
+            reo.w.valid.eq(take & lay.store),
             reo.w.payload.token.eq(out.row),
-            reo.w.payload.col.eq(out.col),
+            reo.w.payload.col.eq(lay.col + out.col),
         ]
         for b in range(acfg.cols):
             m.d.comb += reo.w.payload.data[b].eq(out.data[b])

@@ -63,10 +63,9 @@ def run_top(config: TopConfig, a: mx.MXTensor, w: mx.MXTensor, order: np.ndarray
             ctx.set(dut.cfg.valid, 1)
             await ctx.tick()
         ctx.set(dut.cfg.valid, 0)
-        lay = command_layout(config)
-        g = lay["gemm"].shape
-        ctx.set(dut.cmd.payload.as_value(), (m << g["m"].offset) | (n << g["n"].offset)
-                | (kg << g["kg"].offset))
+        ctx.set(dut.cmd.payload.as_value(), command_layout(config).const(
+            {"gemm": {"m": m, "n": n, "kg": kg}, "entry": 0, "col": 0, "store": 1,
+             "groups": n // GROUP_SIZE}).as_value().value)
         ctx.set(dut.cmd.valid, 1)
         await ctx.tick().until(dut.cmd.ready)
         ctx.set(dut.cmd.valid, 0)
