@@ -14,13 +14,14 @@ order (the next layer's, spec §4) and the converter packs them, MX6 or MX9 per 
 next layer's A operand on ``o``.
 
 Pipelining: the array produces tokens tile row by tile row (``R`` tokens complete after the last
-column tile of their row). The controller starts as soon as the first tokens are complete and
-converts them while the array computes the later tile rows, so the reorder and the conversion
-hide behind the array (paper §III-C); only the last tile row's ``R * N / 16`` groups follow the
-array's last result. The controller's read pipeline runs at most :data:`READ_AHEAD` groups ahead of
-the groups accepted on ``o``, so the top lets a group leave only while the group
-:data:`READ_AHEAD` places further on belongs to a complete token: the controller never reads a
-bank word before the array has written it.
+column tile of their row, one per cycle). The controller (gated, :class:`hw.reorder.Reorder`) reads
+token ``t`` as soon as it is complete, so it never reads a bank word before the array has written
+it, and converts the tokens while the array computes the later tile rows: with a bank-conflict-free
+order (:func:`golden.mixdit.conflict_free_order`, ``ceil(16 / C)`` cycles per group) the reorder
+and the conversion hide behind the array (paper §III-C) whenever a tile row's groups take the
+controller no longer than the array takes for the next tile row. What follows the array's last
+result row is the tail (:func:`tail_cycles`): the last tile row's ``rows_L * N / 16`` groups, less
+the ``rows_L - 1`` cycles in which its rows land, plus the controller's latency.
 
 Interfaces (``amaranth.lib.stream``)
 ------------------------------------
@@ -57,12 +58,14 @@ from .pe import PE
 from .reorder import Reorder, ReorderConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
 
-__all__ = ["TopConfig", "MixDiTTop", "make_top", "command_layout", "READ_AHEAD"]
+__all__ = ["TopConfig", "MixDiTTop", "make_top", "command_layout", "tail_cycles",
+           "TAIL_LATENCY"]
 
-#: Groups the controller's read pipeline may run ahead of the last group accepted on ``o``: the
-#: converter's output and input registers, the landing register and the group being read are 4;
-#: the top keeps a margin of 8.
-READ_AHEAD = 8
+#: Cycles from the last result row's transfer on ``c`` to the first read of the last token it
+#: completes, and from a group's last bank read to its transfer on ``o``: the token count
+#: register, the table row fetch, the bank read, the landing register and the converter's two
+#: stages, less the one cycle both ends share.
+TAIL_LATENCY = 6
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,13 @@ class TopConfig:
     ----------
     array : ArrayConfig
     reorder : ReorderConfig
-        Its ``banks`` must equal the array's columns.
+        Its ``banks`` must equal the array's columns, and it must be ``gated``.
     buffer_depth : int
         K steps each of the A and W buffers holds.
     """
 
     array: ArrayConfig = field(default_factory=ArrayConfig)
-    reorder: ReorderConfig = field(default_factory=ReorderConfig)
+    reorder: ReorderConfig = field(default_factory=lambda: ReorderConfig(gated=True))
     buffer_depth: int = 4
 
     def __post_init__(self) -> None:
@@ -87,6 +90,8 @@ class TopConfig:
             raise TypeError(f"Expected an ArrayConfig, not {self.array!r}")
         if not isinstance(self.reorder, ReorderConfig):
             raise TypeError(f"Expected a ReorderConfig, not {self.reorder!r}")
+        if not self.reorder.gated:
+            raise ValueError("The top's controller must be gated (ReorderConfig(gated=True))")
         if self.reorder.banks != self.array.cols:
             raise ValueError(f"The output buffer needs one bank per array column: banks "
                              f"{self.reorder.banks} != cols {self.array.cols}")
@@ -219,27 +224,24 @@ class MixDiTTop(wiring.Component):
         with m.If(take & (out.col == last_col)):
             m.d.sync += complete_tokens.eq(out.row + 1)
 
-        # --- controller: start and let groups leave only as far as complete tokens allow ----------
+        # --- controller: reads each token once it is complete -------------------------------------
         done_all = active & ~gemm_pending & (complete_tokens == lay.gemm.m)
-        complete_groups = Signal.like(total)
-        m.d.comb += complete_groups.eq(complete_tokens * groups)
-        start_ok = done_all | (complete_groups > READ_AHEAD)
-        leave_ok = done_all | (sent + 1 + READ_AHEAD < complete_groups)
         m.d.comb += [
-            reo.cmd.valid.eq(conv_pending & ~gemm_pending & start_ok),
+            reo.cmd.valid.eq(conv_pending & ~gemm_pending),
             reo.cmd.payload.entry.eq(lay.entry),
             reo.cmd.payload.groups.eq(groups),
             reo.cmd.payload.tokens.eq(lay.gemm.m),
-            self.o.valid.eq(reo.o.valid & leave_ok),
+            reo.limit.eq(complete_tokens),
+            self.o.valid.eq(reo.o.valid),
             self.o.payload.eq(reo.o.payload),
-            reo.o.ready.eq(self.o.ready & leave_ok),
+            reo.o.ready.eq(self.o.ready),
         ]
         with m.If(reo.cmd.valid & reo.cmd.ready):
             m.d.sync += conv_pending.eq(0)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += sent.eq(sent + 1)
         sent_now = Mux(self.o.valid & self.o.ready, sent + 1, sent)
-        with m.If(active & ~conv_pending & ~gemm_pending & (sent_now == total)):
+        with m.If(done_all & ~conv_pending & (sent_now == total)):
             m.d.sync += active.eq(0)
         return m
 
@@ -248,4 +250,19 @@ def make_top() -> MixDiTTop:
     """The top ``mixdit verilog`` emits: a 16 x 16 array with a 16-bank buffer of one tile row
     of tokens at DiT-XL/2's 1152 channels (like :func:`hw.reorder.make_reorder`, whose buffer for
     whole layers is the same design with deeper memories)."""
-    return MixDiTTop(TopConfig(ArrayConfig(), ReorderConfig(max_tokens=16)), pe_module="top_pe")
+    return MixDiTTop(TopConfig(ArrayConfig(), ReorderConfig(max_tokens=16, gated=True)),
+                     pe_module="top_pe")
+
+
+def tail_cycles(m: int, n_groups: int, config: TopConfig) -> int:
+    """Cycles a layer's next-layer groups follow the array's last result row, at most, with a
+    bank-conflict-free order and the controller keeping up with the array (module docstring):
+    the last tile row's ``rows_L`` tokens of ``n_groups`` groups at ``ceil(16 / C)`` cycles each,
+    less the ``rows_L - 1`` cycles in which those rows land, plus :data:`TAIL_LATENCY`; 0 when
+    nothing is converted."""
+    if n_groups == 0:
+        return 0
+    r = config.array.rows
+    rows_last = m - r * (-(-m // r) - 1)
+    per_group = -(-16 // config.array.cols)
+    return max(rows_last * n_groups * per_group - (rows_last - 1), 1) + TAIL_LATENCY

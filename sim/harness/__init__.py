@@ -107,9 +107,9 @@ _RTL_SOURCES = ("hw/config.py", "hw/skew.py", "hw/array.py", "hw/sequencer.py", 
                 "hw/fp32.py", "hw/layouts.py", "hw/emit.py", "golden/formats.py")
 
 
-def _source_key(config: ArrayConfig, sim: str, depths, trace: bool) -> str:
+def _source_key(config, sim: str, depths, trace: bool, sources=_RTL_SOURCES, tb=TB) -> str:
     h = hashlib.sha256()
-    for path in [ROOT / p for p in _RTL_SOURCES] + [TB]:
+    for path in [ROOT / p for p in sources] + [tb]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     h.update(repr((config, sim, depths, trace, _VERILATOR_FLAGS)).encode())
@@ -148,43 +148,55 @@ def build(config: ArrayConfig = ArrayConfig(), sim: str = "verilator", *, trace:
     HarnessError
         If the build fails.
     """
+    depths = depths or _VERILATOR_DEPTHS
+    top = f"gemm_{config.name.replace('-', '_')}"
+    defines = {
+        "ROWS": config.rows, "COLS": config.cols, "M_BITS": config.m_bits,
+        "N_BITS": config.n_bits, "KG_BITS": config.kg_bits, "COL_BITS": config.col_bits,
+        "TOP": top, "A_DEPTH": depths[0], "W_DEPTH": depths[1], "KG_DEPTH": depths[2],
+        "C_DEPTH": depths[3],
+    }
+    return build_testbench(
+        config.name, lambda out: emit(GemmArray(config, pe_module=f"{top}_pe"), top, out),
+        defines, _source_key(config, sim, depths, trace), sim, trace=trace, jobs=jobs)
+
+
+def build_testbench(tag: str, emit_rtl, defines: dict, key: str, sim: str, *, tb: Path = TB,
+                    trace: bool = False, jobs: int = 2) -> tuple[Path, float]:
+    """Build testbench ``tb`` (its top module named like the file) around the Verilog that
+    ``emit_rtl(directory)`` writes, with ``defines`` as macros, under ``sim``, unless the build
+    cached under ``BUILD/<tag>-<sim>-<key>`` is complete (:func:`build` for the GEMM harness;
+    :mod:`sim.harness.top` for the accelerator top). Returns the command and the build seconds."""
     missing = simulator_missing(sim)
     if missing:
         raise SimulatorMissing(missing)
-    depths = depths or _VERILATOR_DEPTHS
-    tag = config.name + ("-trace" if trace and sim == "verilator" else "")
-    key = _source_key(config, sim, depths, trace)
+    tb_top = tb.stem
+    tag = tag + ("-trace" if trace and sim == "verilator" else "")
     out = BUILD / f"{tag}-{sim}-{key}"
-    target = out / ("obj_dir/Vgemm_tb" if sim == "verilator" else "gemm_tb.vvp")
+    target = out / (f"obj_dir/V{tb_top}" if sim == "verilator" else f"{tb_top}.vvp")
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (out / "done").is_file() and target.exists():
             return target, 0.0
         t0 = time.perf_counter()
-        top = f"gemm_{config.name.replace('-', '_')}"
-        rtl = emit(GemmArray(config, pe_module=f"{top}_pe"), top, out)
-        defines = {
-            "ROWS": config.rows, "COLS": config.cols, "M_BITS": config.m_bits,
-            "N_BITS": config.n_bits, "KG_BITS": config.kg_bits, "COL_BITS": config.col_bits,
-            "TOP": top, "A_DEPTH": depths[0], "W_DEPTH": depths[1], "KG_DEPTH": depths[2],
-            "C_DEPTH": depths[3],
-        }
+        rtl = emit_rtl(out)
+        defines = dict(defines)
         if sim == "verilator":
             if trace:
                 defines["WAVES"] = 1
             cmd = ["verilator", "--binary", "-O3", "--x-assign", "0", "--x-initial", "0",
-                   "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "gemm_tb",
+                   "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", tb_top,
                    "-Mdir", str(out / "obj_dir"), "-j", str(jobs),
                    # gcc -O1 instead of Verilator's default -Os on the generated code: about 3x
                    # faster to compile (the 16 x 16 build is ~270 large C++ files).
                    "-MAKEFLAGS", "OPT_FAST=-O1",
                    *(["--trace"] if trace else []),
-                   *[f"-D{k}={v}" for k, v in defines.items()], str(TB), str(rtl)]
+                   *[f"-D{k}={v}" for k, v in defines.items()], str(tb), str(rtl)]
         else:
             defines["WAVES"] = 1
-            cmd = ["iverilog", "-g2012", "-s", "gemm_tb", "-o", str(target),
-                   *[f"-D{k}={v}" for k, v in defines.items()], str(TB), str(rtl)]
+            cmd = ["iverilog", "-g2012", "-s", tb_top, "-o", str(target),
+                   *[f"-D{k}={v}" for k, v in defines.items()], str(tb), str(rtl)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out)
         if proc.returncode != 0 or not target.exists():
             raise HarnessError(f"{sim} build failed ({' '.join(cmd[:3])} ...):\n"
