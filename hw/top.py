@@ -59,7 +59,12 @@ from .reorder import Reorder, ReorderConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
 
 __all__ = ["TopConfig", "MixDiTTop", "make_top", "command_layout", "tail_cycles",
-           "TAIL_LATENCY"]
+           "TAIL_LATENCY", "ARRAY_LATENCY"]
+
+#: Cycles a GEMM takes longer through the top than on the array alone
+#: (:func:`hw.cycles.gemm_cycles`, from the array's command to its last result row): the top's
+#: command register (1) and the A and W buffers between the memory-side streams and the array (1).
+ARRAY_LATENCY = 2
 
 #: Cycles from the last result row's transfer on ``c`` to the first read of the last token it
 #: completes, and from a group's last bank read to its transfer on ``o``: the token count
