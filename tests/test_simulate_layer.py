@@ -1,15 +1,17 @@
 """``mixdit simulate-layer`` and ``mixdit demo`` on the shipped DiT's fixture activations (spec §4-§7).
 
-Quick cases run each layer kind on a 4 x 4 array under Icarus. Icarus runs this array at tens of
-cycles per second here, so they slice the real activations (the first 4 tokens, 16 output
-channels of a linear layer, one image of attention); the calibration still sees every captured
-activation. The full layers at 16 x 16 under Verilator, a whole block and the demo are marked slow
-(the 16 x 16 Verilator build takes minutes the first time; it is cached under build/harness/).
+Quick cases run each layer kind on a 4 x 4 accelerator top under Icarus. Icarus runs this top at
+tens to hundreds of cycles per second here, so they slice the real activations (the first 4
+tokens, 16 output channels of a linear layer, one image of attention); the calibration still sees
+every captured activation. The full layers at 16 x 16 under Verilator, a whole block and the demo
+are marked slow (the 16 x 16 Verilator build of the top takes minutes the first time; it is cached
+under build/harness/).
 
 Bit-exactness is what the command checks itself (exit 1 on any difference); the tests check that
 it ran, that it bites when one RTL bit or one packed word is corrupted, that its numbers add up
-(results checked = M * N, measured cycles = the cycle model's), and the host FP32 block against
-the torch model.
+(results checked = M * N, the array's measured cycles = the cycle model's plus the top's
+ARRAY_LATENCY per command, the layer's = the array's plus a tail within hw.top.tail_cycles), and
+the host FP32 block against the torch model.
 """
 
 import json
@@ -24,6 +26,7 @@ from golden.dit.checkpoint import CHECKPOINT_PATH, load_model
 from golden.layer import (
     Executor, LINEAR_KINDS, Runner, block_params, calibrate_block, parse_layer, run_block,
 )
+from hw.top import ARRAY_LATENCY
 from sim.cli import main
 
 needs_data = pytest.mark.skipif(not (FIXTURE_PATH.is_file() and CHECKPOINT_PATH.is_file()),
@@ -53,7 +56,10 @@ def test_linear_layer_icarus_4x4(tmp_path, capsys, kind):
     assert rc == 0, err
     assert vcd.stat().st_size > 0
     assert rep["results_checked"] == 4 * 16 and rep["gemms"] == 1
-    assert rep["cycles"] == rep["model_cycles"] > 0
+    assert rep["array_cycles"] == rep["model_cycles"] + ARRAY_LATENCY > ARRAY_LATENCY
+    assert rep["array_cycles"] <= rep["cycles"] <= rep["array_cycles"] + 2
+    assert rep["netlist"].startswith("mixdit_top_4x4") and "Icarus" in rep["simulator_version"]
+    assert rep["next_layer"] == {"skipped": "output channels sliced (--out-channels)"}
     assert 0 < rep["utilization"] <= 1
     errs = rep["errors"]
     assert errs["mx9"]["rel_err"] < errs["mx6"]["rel_err"]
@@ -73,8 +79,13 @@ def test_attention_icarus_4x4_with_next_layer_groups(tmp_path, capsys):
     # QK^T is 4 x 16 per head, PV 4 x 32.
     assert rep["results_checked"] == heads * (4 * 16 + 4 * 32)
     assert rep["mx9_share"] == pytest.approx(rep["heads"].count("mx9") / heads)
-    nl = rep["next_layer"]
-    assert nl["consumer"] == "attn.proj" and nl["groups"] == 4 * 128 // 16
+    nl = rep["next_layer_groups"]
+    assert nl["consumer"] == "attn.proj" and nl["count"] == 4 * 128 // 16
+    assert nl["source"] == "rtl" and nl["bit_exact"] is True
+    # 8 commands (QK^T and P V per head), each the array's cycles plus its latency.
+    assert rep["array_cycles"] == rep["model_cycles"] + 2 * heads * ARRAY_LATENCY
+    assert 0 < rep["tail_cycles"] <= rep["tail_bound"]
+    assert rep["cycles"] > rep["array_cycles"]
     assert rep["errors"]["mixdit"]["rel_err"] < rep["errors"]["mx6"]["rel_err"]
 
 
@@ -179,9 +190,14 @@ def test_golden_block_runs_every_gemm_through_the_backend():
 def test_full_layer_verilator_16x16(tmp_path, capsys, layer):
     rc, rep, _, err = simulate(tmp_path, capsys, *FIXTURE, "--layer", layer)
     assert rc == 0, err
-    assert rep["cycles"] == rep["model_cycles"]
+    if layer.endswith("attn"):
+        assert rep["array_cycles"] == rep["model_cycles"] + 16 * ARRAY_LATENCY
+    else:
+        assert rep["array_cycles"] == rep["model_cycles"] + ARRAY_LATENCY
     if not layer.endswith("fc2"):
-        assert rep["next_layer"]["groups"] > 0
+        # The controller hides behind the array: only the documented tail follows it.
+        assert rep["next_layer_groups"]["count"] > 0
+        assert rep["tail_cycles"] <= rep["tail_bound"]
 
 
 @pytest.mark.slow
@@ -191,7 +207,8 @@ def test_whole_block_verilator_16x16(tmp_path, capsys):
     rc, rep, out, err = simulate(tmp_path, capsys, "--block", "5", "--timestep", "480")
     assert rc == 0, err
     assert rep["gemms"] == 4 + 2 * 2 * 4
-    assert "block output (4,096 values) == golden run bit for bit" in out
+    assert rep["next_layer_groups"] > 0
+    assert "next-layer groups == golden bit for bit" in out
     assert rep["errors"]["mixdit"]["rel_err"] < rep["errors"]["mx6"]["rel_err"]
 
 

@@ -198,8 +198,10 @@ def _depths(sim: str, commands, nrows: int) -> tuple:
     nf = sum(c.a.groups for c in commands)
     nc = sum(c.a.shape[0] * c.w.shape[0] for c in commands)
     no = sum(c.a.shape[0] * c.groups for c in commands)
-    return (_pow2(na), _pow2(nw), _pow2(nf, 16), _pow2(nc), _pow2(no, 16),
-            _pow2(len(commands), 16))
+    # Icarus: memories sized to the layer, with floors that hold every layer of the shipped DiT
+    # so that its layers share one build (a top build takes Icarus tens of seconds).
+    return (_pow2(na, 1 << 14), _pow2(nw, 1 << 14), _pow2(nf, 1 << 10), _pow2(nc, 1 << 16),
+            _pow2(no, 1 << 13), _pow2(len(commands), 64))
 
 
 def write_images(commands, order, mx9, config: TopConfig, directory: "str | Path") -> dict:
