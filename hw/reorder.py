@@ -369,7 +369,6 @@ def make_reorder() -> Reorder:
     """The controller ``mixdit verilog`` emits: 16 banks, 1152 channels (DiT-XL/2's hidden size)
     and one row block of 16 tokens, the rows of one array tile (spec §3).
 
-    A buffer for whole layers (``max_tokens=256``) is the same design with a deeper memory; its
-    Verilog spells out an initial value per word (8 MB), too big to lint on every build.
+    A buffer for whole layers (``max_tokens=256``) is the same design with deeper memories.
     """
     return Reorder(ReorderConfig(max_tokens=16))
