@@ -5,8 +5,9 @@ groups and its consumer's calibrated order table and MX6/MX9 map go in; the FP32
 compared as bit patterns with golden.gemm.mx_matmul, the next-layer groups as integers with
 golden.mx (tag included), and the cycles with the array's exact cycle model plus the top's
 latency (hw.top.ARRAY_LATENCY) and, for the whole layer, the documented tail (hw.top.tail_cycles).
-Quick cases run small tops (2 x 2 under both simulators, 4 x 4 under Icarus) on the first rows of
-the layer; the 4 x 4 top under Verilator and the 16 x 16 top on whole layers are slow.
+Quick cases run small tops (2 x 2 under both simulators, with and without back-pressure on the
+output streams, 4 x 4 under Icarus) on the first rows of attn.proj; the 4 x 4 top under
+back-pressure and under Verilator and the 16 x 16 top on whole layers are slow.
 """
 
 import dataclasses
@@ -79,22 +80,29 @@ SMALL4 = dataclasses.replace(ArrayConfig(), rows=4, cols=4)
 
 
 @needs_data
-@pytest.mark.parametrize("sim", [pytest.param("icarus", marks=_sim("icarus")),
-                                 pytest.param("verilator", marks=_sim("verilator"))])
-def test_top_2x2_real_layer(sim):
-    _check_layer(SMALL2, sim, tokens=2)
+@_sim("icarus")
+def test_top_2x2_icarus_real_layer():
+    _check_layer(SMALL2, "icarus", tokens=2)
 
 
 @needs_data
-@_sim("icarus")
-def test_top_4x4_icarus_real_layer_under_backpressure():
-    _check_layer(SMALL4, "icarus", tokens=4, stall=30)
+@_sim("verilator")
+@pytest.mark.parametrize("stall", [0, 30])
+def test_top_2x2_verilator_real_layer(stall):
+    _check_layer(SMALL2, "verilator", tokens=2, stall=stall)
 
 
 @needs_data
 @_sim("icarus")
 def test_top_4x4_icarus_real_layer():
-    _check_layer(SMALL4, "icarus", tokens=4, producer="mlp.fc1", consumer="mlp.fc2")
+    _check_layer(SMALL4, "icarus", tokens=4)
+
+
+@pytest.mark.slow
+@needs_data
+@_sim("icarus")
+def test_top_4x4_icarus_under_backpressure():
+    _check_layer(SMALL4, "icarus", tokens=4, producer="mlp.fc1", consumer="mlp.fc2", stall=30)
 
 
 @pytest.mark.slow
