@@ -132,7 +132,7 @@ def simulator_version(sim: str) -> str:
     cmd = ["verilator", "--version"] if sim == "verilator" else ["iverilog", "-V"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = (proc.stdout + proc.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
+    return lines[0].strip().removesuffix(" ()") if lines else "unknown"
 
 
 def _defines(config: TopConfig, depths) -> dict:
