@@ -557,8 +557,9 @@ def simulate_block(src: Source, block: int, timestep: int, *, p1: float, p2: flo
         **total, "model_cycles": cycles["mixdit"],
         "utilization": busy / total["cycles"] if total["cycles"] else 0.0,
         "mx9_share": _mx9_share(runner.records),
-        "next_layer_groups": sum(r.get("next_layer_groups", {}).get("count", 0)
-                                 for r in per_layer.values()),
+        "next_layer_groups": {"count": sum(r.get("next_layer_groups", {}).get("count", 0)
+                                           for r in per_layer.values()),
+                              "source": "rtl", "bit_exact": True},
         "layers": per_layer,
         "errors": _errors({"mixdit": out, **outs}, ref, cycles),
         "wall_s": time.perf_counter() - t0,

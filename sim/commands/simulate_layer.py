@@ -137,7 +137,7 @@ def format_block(rep: dict) -> str:
         f"plan     p1={rep['p1']:g} p2={rep['p2']:g}; heads "
         f"{' '.join(h.upper() for h in rep['heads'])}",
         f"rtl      {rep['gemms']} GEMMs, {rep['results_checked']:,} FP32 results and "
-        f"{rep['next_layer_groups']:,} next-layer groups == golden bit for bit",
+        f"{rep['next_layer_groups']['count']:,} next-layer groups == golden bit for bit",
         f"{'':9s}{'layer':10s} {'GEMMs':>5s} {'cycles':>10s} {'array':>10s} {'groups':>7s} "
         f"{'util':>6s} {'MX9':>6s} {'sim s':>7s}",
     ]
