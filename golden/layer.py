@@ -152,11 +152,12 @@ class BlockPlans:
 
 
 def calibrate_block(acts: dict[str, np.ndarray], block: int, timestep: int, p1: float,
-                    p2: float) -> BlockPlans:
+                    p2: float, banks: "int | None" = None) -> BlockPlans:
     """Calibrate every plan of ``block`` at ``timestep`` from captured activations (npz keys of
-    :mod:`golden.dit.capture`)."""
+    :mod:`golden.dit.capture`); ``banks`` as for :func:`golden.mixdit.plan_linear` (the
+    bank-conflict-free orders the top reads at full rate)."""
     key = lambda layer: f"blocks.{block}.{layer}/t{timestep}"
-    linear = {k: plan_linear(acts[key(k)], p1) for k in LINEAR_KINDS}
+    linear = {k: plan_linear(acts[key(k)], p1, banks) for k in LINEAR_KINDS}
     heads = head_formats(head_scores(acts[key("attn.q")], acts[key("attn.k")]), p2)
     return BlockPlans(linear, tuple(heads))
 

@@ -6,6 +6,19 @@ MX6; W's K axis is permuted the same way and is always MX6. The permutation leav
 unchanged (it reorders the terms of each dot product) and is what the reordering controller's table
 holds for each (layer, timestep).
 
+Bank-conflict-free orders (spec §5): the controller reads the previous layer's output from ``C``
+banks, channel ``n`` in bank ``n mod C``, one word per bank and cycle, so a group costs as many
+cycles as its most-loaded bank. The sorted order lets a group take several channels from one bank
+(about 3 cycles per group on the shipped DiT's K = 128 layers), too slow to hide behind the array.
+With ``banks`` given, :func:`channel_order` returns :func:`conflict_free_order` instead: every group
+takes exactly ``16 / B`` channels from each of the ``B = min(C, 16)`` bank classes (``n mod B``),
+the ones ranked ``16/B * g .. 16/B * (g + 1) - 1`` by mean |x| within their class, so every group
+costs the controller the least it can, ``ceil(16 / C)`` cycles, and the last (MX9) groups still
+hold the largest channels of every class. The price is group membership: the MX9 groups hold the
+top channels of each class rather than the top channels overall, so two outliers in one class
+split between an MX9 and an MX6 group (``bench/bench_order.py`` measures the error on the shipped
+DiT's captured activations).
+
 Attention: heads are ranked by the mean |x| of their Q and K; the top ``ceil(p2 * heads)`` heads
 run QK^T and softmax(.)V with MX9 operands, the others with MX6.
 """
@@ -20,7 +33,7 @@ from .gemm import mx_matmul
 from .mx import MXTensor, quantize
 
 __all__ = [
-    "calibrate", "channel_order", "mx9_group_count", "linear_formats", "LinearPlan",
+    "calibrate", "channel_order", "conflict_free_order", "mx9_group_count", "linear_formats", "LinearPlan",
     "plan_linear", "quantize_linear", "mixdit_linear", "head_scores", "head_formats",
     "softmax", "attention_head",
 ]
@@ -45,12 +58,48 @@ def calibrate(acts: np.ndarray) -> np.ndarray:
     return np.abs(a.reshape(-1, a.shape[-1]).astype(np.float64)).mean(axis=0)
 
 
-def channel_order(mean_abs: np.ndarray) -> np.ndarray:
+def channel_order(mean_abs: np.ndarray, banks: "int | None" = None) -> np.ndarray:
     """Permutation sorting channels by ascending mean |x| (ties keep channel order), int64 [K].
 
-    ``x[..., perm]`` puts the largest channels at the end of K.
+    ``x[..., perm]`` puts the largest channels at the end of K. With ``banks`` (the array columns
+    that wrote the channels into the controller's output buffer), the bank-conflict-free order of
+    :func:`conflict_free_order` instead.
     """
+    if banks is not None:
+        return conflict_free_order(mean_abs, banks)
     return np.argsort(np.asarray(mean_abs), kind="stable")
+
+
+def conflict_free_order(mean_abs: np.ndarray, banks: int) -> np.ndarray:
+    """A channel order in which every group of 16 reads each bank the fewest times, int64 [K].
+
+    With ``B = min(banks, 16)`` bank classes (channel ``n`` in class ``n mod B``; for
+    ``banks >= 16``, channels of distinct classes mod 16 are in distinct banks mod ``banks``), group
+    ``g`` holds the channels ranked ``q * g .. q * g + q - 1`` (``q = 16 / B``) by ascending mean |x|
+    within each class, its lanes in ascending mean |x| (ties keep channel order). Every group then
+    costs :func:`hw.reorder.group_cycles` ``= ceil(16 / banks)``.
+
+    Raises
+    ------
+    ValueError
+        If ``banks`` is not a positive power of two or K is not a multiple of 16.
+    """
+    mean_abs = np.asarray(mean_abs)
+    k = mean_abs.size
+    if not isinstance(banks, (int, np.integer)) or banks < 1 or banks & (banks - 1):
+        raise ValueError(f"Bank count must be a positive power of two, not {banks!r}")
+    if k == 0 or k % GROUP_SIZE:
+        raise ValueError(f"A conflict-free order needs K a positive multiple of {GROUP_SIZE}, "
+                         f"not {k}")
+    b = min(int(banks), GROUP_SIZE)
+    q = GROUP_SIZE // b
+    ranked = np.argsort(mean_abs, kind="stable")
+    classes = [ranked[ranked % b == c] for c in range(b)]
+    groups = []
+    for g in range(k // GROUP_SIZE):
+        chans = np.concatenate([c[q * g:q * (g + 1)] for c in classes])
+        groups.append(chans[np.argsort(mean_abs[chans], kind="stable")])
+    return np.concatenate(groups).astype(np.int64)
 
 
 def mx9_group_count(k: int, p1: float) -> int:
@@ -88,10 +137,11 @@ class LinearPlan:
         return sum(f == MX9.name for f in self.a_formats)
 
 
-def plan_linear(calib_acts: np.ndarray, p1: float) -> LinearPlan:
-    """Calibrate on ``calib_acts`` (``[..., K]``) and build the layer's plan for ``p1``."""
+def plan_linear(calib_acts: np.ndarray, p1: float, banks: "int | None" = None) -> LinearPlan:
+    """Calibrate on ``calib_acts`` (``[..., K]``) and build the layer's plan for ``p1``; with
+    ``banks``, the bank-conflict-free order (:func:`channel_order`)."""
     mean_abs = calibrate(calib_acts)
-    return LinearPlan(channel_order(mean_abs), tuple(linear_formats(mean_abs.size, p1)))
+    return LinearPlan(channel_order(mean_abs, banks), tuple(linear_formats(mean_abs.size, p1)))
 
 
 def quantize_linear(x: np.ndarray, w: np.ndarray, plan: LinearPlan,

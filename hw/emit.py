@@ -46,6 +46,34 @@ def build_block(name: str) -> wiring.Component:
 _TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +=\s*0;$", re.M)
 
 
+_ZERO_INIT = re.compile(
+    r"^(\s*)initial begin\n"
+    r"((?:\s*(\\\S+ |\w+)\[\d+\] = \d+'[dh]0+;\n)+)"
+    r"\s*end\n", re.M)
+
+
+def _zero_init_loops(text: str) -> str:
+    """Write a memory's all-zero ``initial`` block (one assignment per word, which Yosys writes
+    for every Amaranth memory) as one loop: the same values at time 0, and a 4096-word bank is
+    then one line instead of 4096 for Verilator to compile."""
+    count = [0]
+
+    def loop(m: re.Match) -> str:
+        lines = m[2].strip().splitlines()
+        mem = m[3]
+        if any(not ln.strip().startswith(f"{mem}[{i}] = ") for i, ln in enumerate(lines)):
+            return m[0]
+        width = lines[0].split("= ", 1)[1].split("'", 1)[0]
+        var = f"mixdit_init_{count[0]}"
+        count[0] += 1
+        ind = m[1]
+        return (f"{ind}integer {var};\n{ind}initial begin\n"
+                f"{ind}  for ({var} = 0; {var} < {len(lines)}; {var} = {var} + 1)\n"
+                f"{ind}    {mem}[{var}] = {width}'d0;\n{ind}end\n")
+
+    return _ZERO_INIT.sub(loop, text)
+
+
 def to_verilog(component: wiring.Component, name: str) -> str:
     """The Verilog text of ``component`` as module ``name``, safe for event-driven simulators.
 
@@ -68,7 +96,7 @@ def to_verilog(component: wiring.Component, name: str) -> str:
                    + f"  initial {m[2]} = 0;\n")
         pos = end
     out.append(text[pos:])
-    return "".join(out)
+    return _zero_init_loops("".join(out))
 
 
 def emit(component: wiring.Component, name: str, out_dir: "str | Path") -> Path:

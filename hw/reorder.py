@@ -21,6 +21,11 @@ and enters the converter in that cycle.
 
 Back-pressure on ``o`` stalls the converter, and a full converter stalls the whole read pipeline
 (bank read ports included, whose data then holds), so nothing is lost or repeated.
+
+Gated reads (``ReorderConfig.gated``): the top (:mod:`hw.top`) converts a layer while the array
+still writes it. A gated controller has a ``limit`` input, the tokens complete in the buffer, and
+fetches no table row of token ``t`` (so reads no word of it) until ``t < limit``; the groups of the
+last tokens then follow the array's last result by their read schedule and the pipeline latency.
 """
 
 from dataclasses import dataclass
@@ -57,6 +62,8 @@ class ReorderConfig:
         Table entries held at once (two let the next layer's order load while one runs).
     rounding : {"trunc", "rne"}
         Rounding of the MX converter (spec §1.1).
+    gated : bool
+        Add the ``limit`` input: read only tokens below it (module docstring).
     """
 
     banks: int = 16
@@ -64,6 +71,7 @@ class ReorderConfig:
     max_tokens: int = 256
     entries: int = 2
     rounding: str = "trunc"
+    gated: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.banks, int) or self.banks < 1 or self.banks & (self.banks - 1):
@@ -166,19 +174,25 @@ class Reorder(wiring.Component):
     busy : Out(1)
         High from a command's acceptance until its last group has entered the converter (the
         converter's pipeline, :data:`hw.mx_convert.CONVERT_LATENCY` deep, drains after).
+    limit : In(range(max_tokens + 1)), only when ``config.gated``
+        Tokens the controller may read: token ``t``'s first table row is fetched once
+        ``t < limit``.
     """
 
     def __init__(self, config: ReorderConfig = ReorderConfig()) -> None:
         if not isinstance(config, ReorderConfig):
             raise TypeError(f"Expected a ReorderConfig, not {config!r}")
         self.config = config
-        super().__init__({
+        ports = {
             "w": In(stream.Signature(config.write_layout())),
             "cfg": In(stream.Signature(config.config_layout())),
             "cmd": In(stream.Signature(config.command_layout())),
             "o": Out(stream.Signature(TaggedGroup)),
             "busy": Out(1),
-        })
+        }
+        if config.gated:
+            ports["limit"] = In(config.command_layout()["tokens"].shape)
+        super().__init__(ports)
 
     def elaborate(self, platform) -> Module:
         cfg = self.config
@@ -268,6 +282,8 @@ class Reorder(wiring.Component):
         done = c_valid & (remaining == 0)
         take = ~stall & n_valid & (~c_valid | done)
         fetch = f_active & (~n_valid | take)
+        if cfg.gated:
+            fetch = fetch & (f_tok < self.limit)
 
         m.d.comb += [
             tr.addr.eq(f_base + f_grp),
@@ -353,7 +369,6 @@ def make_reorder() -> Reorder:
     """The controller ``mixdit verilog`` emits: 16 banks, 1152 channels (DiT-XL/2's hidden size)
     and one row block of 16 tokens, the rows of one array tile (spec §3).
 
-    A buffer for whole layers (``max_tokens=256``) is the same design with a deeper memory; its
-    Verilog spells out an initial value per word (8 MB), too big to lint on every build.
+    A buffer for whole layers (``max_tokens=256``) is the same design with deeper memories.
     """
     return Reorder(ReorderConfig(max_tokens=16))

@@ -14,21 +14,26 @@ order (the next layer's, spec §4) and the converter packs them, MX6 or MX9 per 
 next layer's A operand on ``o``.
 
 Pipelining: the array produces tokens tile row by tile row (``R`` tokens complete after the last
-column tile of their row). The controller starts as soon as the first tokens are complete and
-converts them while the array computes the later tile rows, so the reorder and the conversion
-hide behind the array (paper §III-C); only the last tile row's ``R * N / 16`` groups follow the
-array's last result. The controller's read pipeline runs at most :data:`READ_AHEAD` groups ahead of
-the groups accepted on ``o``, so the top lets a group leave only while the group
-:data:`READ_AHEAD` places further on belongs to a complete token: the controller never reads a
-bank word before the array has written it.
+column tile of their row, one per cycle). The controller (gated, :class:`hw.reorder.Reorder`) reads
+token ``t`` as soon as it is complete, so it never reads a bank word before the array has written
+it, and converts the tokens while the array computes the later tile rows: with a bank-conflict-free
+order (:func:`golden.mixdit.conflict_free_order`, ``ceil(16 / C)`` cycles per group) the reorder
+and the conversion hide behind the array (paper §III-C) whenever a tile row's groups take the
+controller no longer than the array takes for the next tile row. What follows the array's last
+result row is the tail (:func:`tail_cycles`): the last tile row's ``rows_L * N / 16`` groups, less
+the ``rows_L - 1`` cycles in which its rows land, plus the controller's latency.
 
 Interfaces (``amaranth.lib.stream``)
 ------------------------------------
 ``cmd`` : In(stream.Signature(command_layout))
-    One layer: the GEMM's ``m``, ``n``, ``kg`` (:func:`hw.sequencer.cmd_layout`) and the table
-    ``entry`` holding the next layer's order. ``n`` must be a multiple of 16 (whole groups of the
-    next layer's K), and ``m`` at most the buffer's ``max_tokens``. Taken when the previous
-    layer has fully left on ``o``.
+    One GEMM: its ``m``, ``n``, ``kg`` (:func:`hw.sequencer.cmd_layout`); ``store``, whether its
+    results go into the output buffer, at column tile ``col`` on (channel ``col * C + j`` for
+    result column ``j``); and ``groups``, the next-layer groups per token to convert once the
+    GEMM is done (0: none), with the order of table ``entry``. A linear layer is one command
+    (``store = 1``, ``col = 0``, ``groups = n / 16``); attention is one command per head and
+    GEMM, the P V results stored side by side (``col = h * d / C``) and converted after the last
+    head, the Q K^T results (for the host's softmax) not stored. ``m`` is at most the buffer's
+    ``max_tokens``. Taken when the previous command has fully left on ``c`` and ``o``.
 ``a``, ``w`` : In
     One K step of A (R tagged groups) and of W (C tagged groups), as for :class:`GemmArray`.
 ``cfg`` : In
@@ -42,12 +47,10 @@ Interfaces (``amaranth.lib.stream``)
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
-
-from golden.formats import GROUP_SIZE
 
 from .config import ArrayConfig
 from .layouts import TaggedGroup
@@ -55,12 +58,19 @@ from .pe import PE
 from .reorder import Reorder, ReorderConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
 
-__all__ = ["TopConfig", "MixDiTTop", "make_top", "command_layout", "READ_AHEAD"]
+__all__ = ["TopConfig", "MixDiTTop", "make_top", "command_layout", "tail_cycles",
+           "TAIL_LATENCY", "ARRAY_LATENCY"]
 
-#: Groups the controller's read pipeline may run ahead of the last group accepted on ``o``: the
-#: converter's output and input registers, the landing register and the group being read are 4;
-#: the top keeps a margin of 8.
-READ_AHEAD = 8
+#: Cycles a GEMM takes longer through the top than on the array alone
+#: (:func:`hw.cycles.gemm_cycles`, from the array's command to its last result row): the top's
+#: command register (1) and the A and W buffers between the memory-side streams and the array (1).
+ARRAY_LATENCY = 2
+
+#: Cycles from the last result row's transfer on ``c`` to the first read of the last token it
+#: completes, and from a group's last bank read to its transfer on ``o``: the token count
+#: register, the table row fetch, the bank read, the landing register and the converter's two
+#: stages, less the one cycle both ends share.
+TAIL_LATENCY = 6
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,13 @@ class TopConfig:
     ----------
     array : ArrayConfig
     reorder : ReorderConfig
-        Its ``banks`` must equal the array's columns.
+        Its ``banks`` must equal the array's columns, and it must be ``gated``.
     buffer_depth : int
         K steps each of the A and W buffers holds.
     """
 
     array: ArrayConfig = field(default_factory=ArrayConfig)
-    reorder: ReorderConfig = field(default_factory=ReorderConfig)
+    reorder: ReorderConfig = field(default_factory=lambda: ReorderConfig(gated=True))
     buffer_depth: int = 4
 
     def __post_init__(self) -> None:
@@ -85,6 +95,8 @@ class TopConfig:
             raise TypeError(f"Expected an ArrayConfig, not {self.array!r}")
         if not isinstance(self.reorder, ReorderConfig):
             raise TypeError(f"Expected a ReorderConfig, not {self.reorder!r}")
+        if not self.reorder.gated:
+            raise ValueError("The top's controller must be gated (ReorderConfig(gated=True))")
         if self.reorder.banks != self.array.cols:
             raise ValueError(f"The output buffer needs one bank per array column: banks "
                              f"{self.reorder.banks} != cols {self.array.cols}")
@@ -97,10 +109,15 @@ class TopConfig:
 
 
 def command_layout(config: TopConfig) -> data.StructLayout:
-    """One layer: the GEMM (``m``, ``n``, ``kg``) and the order-table ``entry``."""
+    """One command: the GEMM (``m``, ``n``, ``kg``), the order-table ``entry``, the buffer column
+    tile ``col`` and ``store`` flag, and the next-layer ``groups`` per token (module docstring)."""
     gemm = cmd_layout(config.array)
+    reo = config.reorder
     return data.StructLayout({"gemm": gemm,
-                              "entry": config.reorder.command_layout()["entry"].shape})
+                              "entry": reo.command_layout()["entry"].shape,
+                              "col": reo.write_layout()["col"].shape,
+                              "store": unsigned(1),
+                              "groups": reo.command_layout()["groups"].shape})
 
 
 class MixDiTTop(wiring.Component):
@@ -180,15 +197,14 @@ class MixDiTTop(wiring.Component):
         ]
         with m.If(self.cmd.valid & ~active):
             p = self.cmd.payload
-            n_groups = p.gemm.n // GROUP_SIZE
             m.d.sync += [
                 lay.eq(p),
                 active.eq(1),
                 gemm_pending.eq(1),
                 conv_pending.eq(1),
-                groups.eq(n_groups),
+                groups.eq(p.groups),
                 last_col.eq((p.gemm.n + acfg.cols - 1) // acfg.cols - 1),
-                total.eq(p.gemm.m * n_groups),
+                total.eq(p.gemm.m * p.groups),
                 complete_tokens.eq(0),
                 sent.eq(0),
             ]
@@ -202,9 +218,9 @@ class MixDiTTop(wiring.Component):
             self.c.valid.eq(arr.o.valid),
             self.c.payload.eq(out),
             arr.o.ready.eq(self.c.ready),
-            reo.w.valid.eq(take),
+            reo.w.valid.eq(take & lay.store),
             reo.w.payload.token.eq(out.row),
-            reo.w.payload.col.eq(out.col),
+            reo.w.payload.col.eq(lay.col + out.col),
         ]
         for b in range(acfg.cols):
             m.d.comb += reo.w.payload.data[b].eq(out.data[b])
@@ -213,27 +229,24 @@ class MixDiTTop(wiring.Component):
         with m.If(take & (out.col == last_col)):
             m.d.sync += complete_tokens.eq(out.row + 1)
 
-        # --- controller: start and let groups leave only as far as complete tokens allow ----------
+        # --- controller: reads each token once it is complete -------------------------------------
         done_all = active & ~gemm_pending & (complete_tokens == lay.gemm.m)
-        complete_groups = Signal.like(total)
-        m.d.comb += complete_groups.eq(complete_tokens * groups)
-        start_ok = done_all | (complete_groups > READ_AHEAD)
-        leave_ok = done_all | (sent + 1 + READ_AHEAD < complete_groups)
         m.d.comb += [
-            reo.cmd.valid.eq(conv_pending & ~gemm_pending & start_ok),
+            reo.cmd.valid.eq(conv_pending & ~gemm_pending),
             reo.cmd.payload.entry.eq(lay.entry),
             reo.cmd.payload.groups.eq(groups),
             reo.cmd.payload.tokens.eq(lay.gemm.m),
-            self.o.valid.eq(reo.o.valid & leave_ok),
+            reo.limit.eq(complete_tokens),
+            self.o.valid.eq(reo.o.valid),
             self.o.payload.eq(reo.o.payload),
-            reo.o.ready.eq(self.o.ready & leave_ok),
+            reo.o.ready.eq(self.o.ready),
         ]
         with m.If(reo.cmd.valid & reo.cmd.ready):
             m.d.sync += conv_pending.eq(0)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += sent.eq(sent + 1)
         sent_now = Mux(self.o.valid & self.o.ready, sent + 1, sent)
-        with m.If(active & ~conv_pending & ~gemm_pending & (sent_now == total)):
+        with m.If(done_all & ~conv_pending & (sent_now == total)):
             m.d.sync += active.eq(0)
         return m
 
@@ -242,4 +255,19 @@ def make_top() -> MixDiTTop:
     """The top ``mixdit verilog`` emits: a 16 x 16 array with a 16-bank buffer of one tile row
     of tokens at DiT-XL/2's 1152 channels (like :func:`hw.reorder.make_reorder`, whose buffer for
     whole layers is the same design with deeper memories)."""
-    return MixDiTTop(TopConfig(ArrayConfig(), ReorderConfig(max_tokens=16)), pe_module="top_pe")
+    return MixDiTTop(TopConfig(ArrayConfig(), ReorderConfig(max_tokens=16, gated=True)),
+                     pe_module="top_pe")
+
+
+def tail_cycles(m: int, n_groups: int, config: TopConfig) -> int:
+    """Cycles a layer's next-layer groups follow the array's last result row, at most, with a
+    bank-conflict-free order and the controller keeping up with the array (module docstring):
+    the last tile row's ``rows_L`` tokens of ``n_groups`` groups at ``ceil(16 / C)`` cycles each,
+    less the ``rows_L - 1`` cycles in which those rows land, plus :data:`TAIL_LATENCY`; 0 when
+    nothing is converted."""
+    if n_groups == 0:
+        return 0
+    r = config.array.rows
+    rows_last = m - r * (-(-m // r) - 1)
+    per_group = -(-16 // config.array.cols)
+    return max(rows_last * n_groups * per_group - (rows_last - 1), 1) + TAIL_LATENCY

@@ -115,7 +115,7 @@ class Layer:
         The calibrated MX9 map of A's groups.
     out : numpy.ndarray
         The layer's FP32 GEMM result ``[M, N]`` (golden, bit-exact to the RTL's; what the top's
-        converter sees behind the array, as in :func:`sim.layer.reorder_stage`).
+        converter sees behind the array, as in :func:`sim.layer.run_on_top`).
     consumer : (str, numpy.ndarray, tuple of str) or None
         The GEMM that consumes ``out``, its channel order and its per-group formats.
     """

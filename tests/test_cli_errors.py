@@ -163,29 +163,34 @@ def test_garbage_test_hook_is_exit_2_before_any_run(capsys, monkeypatch, env, va
     assert rc == 2 and needle in one_line(err) and env in err
 
 
-def test_out_of_range_test_hooks_are_errors():
+def test_out_of_range_test_hooks_are_errors(capsys, monkeypatch):
+    # A GEMM index past the layer's GEMMs is refused before any simulation starts.
+    monkeypatch.setenv("MIXDIT_TEST_FLIP_RTL", "7,0,0,1")
+    rc, err = run(capsys, *LAYER, "--activations", str(FIXTURE_PATH))
+    assert rc == 2 and "never ran" in err.splitlines()[-1], err
+    monkeypatch.delenv("MIXDIT_TEST_FLIP_RTL")
+
+    # Row, column, word index or bit out of range: refused after the run, never ignored.
+    from types import SimpleNamespace
+
+    import sim.harness.top as top
+    from hw.config import ArrayConfig
     from sim.errors import UsageError
-    from sim.layer import RTLBackend, _check_groups, check_flip_used
+    from sim.layer import LayerProgram, run_on_top
 
-    backend = RTLBackend(config=None, flip=(3, 0, 0, 1))
-    backend.calls = 1
-    with pytest.raises(UsageError, match="never ran"):
-        check_flip_used(backend)
-    c = np.zeros((2, 3), np.float32)
-    perm, fmts = np.arange(16), ("mx6",)
-    words = [0, 0]
-    import os
-
-    os.environ["MIXDIT_TEST_FLIP_GROUP"] = "2,0"
-    try:
+    fake = lambda *a, **k: SimpleNamespace(c=[np.zeros((2, 3), np.float32)], groups=[0, 0])
+    monkeypatch.setattr(top, "run_top", fake)
+    rec = SimpleNamespace(name="x", a=SimpleNamespace(shape=(2, 16)),
+                          w=SimpleNamespace(shape=(3, 16)), c=np.zeros((2, 3), np.float32))
+    prog = LayerProgram("x", [rec], np.zeros((2, 3), np.float32), None)
+    monkeypatch.setattr("sim.layer._program", lambda *a: ([rec], np.zeros((2, 3), np.float32)))
+    for env, value in (("MIXDIT_TEST_FLIP_RTL", "0,2,0,1"), ("MIXDIT_TEST_FLIP_RTL", "0,0,0,32"),
+                       ("MIXDIT_TEST_FLIP_GROUP", "2,0"), ("MIXDIT_TEST_FLIP_GROUP", "0,145")):
+        monkeypatch.setenv(env, value)
         with pytest.raises(UsageError, match="out of range"):
-            _check_groups("x", words, np.zeros((2, 16), np.float32), perm, fmts, "trunc")
-        os.environ["MIXDIT_TEST_FLIP_GROUP"] = "0,145"
-        with pytest.raises(UsageError, match="out of range"):
-            _check_groups("x", words, np.zeros((2, 16), np.float32), perm, fmts, "trunc")
-    finally:
-        del os.environ["MIXDIT_TEST_FLIP_GROUP"]
-    assert c.shape == (2, 3)
+            run_on_top(prog, ArrayConfig(rows=4, cols=4), sim="icarus", rounding="trunc",
+                       top=object())
+        monkeypatch.delenv(env)
 
 
 def _register_boom(monkeypatch, exc):

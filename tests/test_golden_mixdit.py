@@ -107,3 +107,38 @@ def test_mixdit_beats_mx6_on_outlier_channels(seed, shape, rounding):
           f"GEMM {g_mix:.2f} dB vs {g_mx6:.2f} dB")
     assert sq_mix > sq_mx6 + 6
     assert g_mix > g_mx6
+
+
+@pytest.mark.parametrize("banks", [1, 2, 4, 8, 16, 32, 64])
+@pytest.mark.parametrize("k", [16, 128, 512])
+def test_conflict_free_order(banks, k):
+    """Every group takes 16 / B channels from each bank class, so the controller reads each group
+    in ceil(16 / banks) cycles; ranks within a class grow with the group; the last group holds
+    every class's largest channels."""
+    from hw.reorder import group_cycles
+
+    x, _ = outlier_activations(32, k, outlier_share=0.05, seed=k + banks)
+    mean = mixdit.calibrate(x)
+    perm = mixdit.channel_order(mean, banks)
+    assert sorted(perm.tolist()) == list(range(k))
+    b = min(banks, 16)
+    for g in range(k // 16):
+        chans = perm[16 * g:16 * (g + 1)]
+        assert (np.bincount(chans % b, minlength=b) == 16 // b).all(), chans
+        assert len({int(c) % banks for c in chans}) == min(16, banks)
+        assert group_cycles(chans, banks) == -(-16 // banks)
+        assert (np.diff(mean[chans]) >= 0).all()
+    for c in range(b):
+        in_class = perm[perm % b == c]
+        assert (np.diff(mean[in_class]) >= 0).all()
+    top = {int(np.argmax(np.where(np.arange(k) % b == c, mean, -1.0))) for c in range(b)}
+    assert top <= set(perm[-16:].tolist())
+
+
+def test_conflict_free_order_rejects():
+    with pytest.raises(ValueError, match="power of two"):
+        mixdit.conflict_free_order(np.ones(32), 3)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        mixdit.conflict_free_order(np.ones(40), 4)
+    plan = mixdit.plan_linear(np.ones((2, 32)), 0.5, banks=16)
+    assert plan.perm.tolist() == list(range(0, 16)) + list(range(16, 32))

@@ -150,3 +150,51 @@ def test_read_schedule_cycles(kind):
     schedule = 2 * sum(group_cycles(order[g * 16:(g + 1) * 16], 16) for g in range(4))
     # cmd accepted -> row fetched (1) -> first read (1) -> data lands (1) -> converter (2).
     assert cycles == schedule + 3 + 2, (cycles, schedule)
+
+
+def test_gated_reads_wait_for_the_limit():
+    """A gated controller (the top's) reads no word of token t until ``limit`` > t: with limit 1
+    only token 0's groups leave; raising it lets the rest follow, bit for bit."""
+    config = ReorderConfig(banks=4, max_channels=32, max_tokens=3, entries=1, gated=True)
+    acts, order, mx9 = calibrated_plan(tokens=3, channels=32, p1=0.5, seed=4)
+    dut = Reorder(config)
+    w_layout, c_layout, k_layout = (config.write_layout(), config.config_layout(),
+                                    config.command_layout())
+    words, seen_at_limit1 = [], []
+
+    async def bench(ctx):
+        bits = np.ascontiguousarray(acts, dtype=np.float32).view(np.uint32)
+        ctx.set(dut.w.valid, 1)
+        for t in range(3):
+            for col in range(32 // 4):
+                ctx.set(dut.w.payload.as_value(), pack_fields(
+                    w_layout, token=t, col=col, data=list(bits[t, col * 4:(col + 1) * 4])))
+                await ctx.tick()
+        ctx.set(dut.w.valid, 0)
+        ctx.set(dut.cfg.valid, 1)
+        for g in range(2):
+            ctx.set(dut.cfg.payload.as_value(), pack_fields(
+                c_layout, addr=g, row={"chans": list(order[16 * g:16 * (g + 1)]),
+                                       "mx9": int(mx9[g])}))
+            await ctx.tick()
+        ctx.set(dut.cfg.valid, 0)
+        ctx.set(dut.limit, 1)
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.cmd.payload.as_value(), pack_fields(k_layout, entry=0, groups=2, tokens=3))
+        ctx.set(dut.cmd.valid, 1)
+        await ctx.tick().until(dut.cmd.ready)
+        ctx.set(dut.cmd.valid, 0)
+        for cycle in range(200):
+            if cycle == 100:
+                seen_at_limit1.append(len(words))
+                ctx.set(dut.limit, 3)
+            _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
+            if valid:
+                words.append(int(word))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen_at_limit1 == [2]
+    assert words == ref_reorder(config, [(acts, order, mx9, 0)])[0]

@@ -63,10 +63,9 @@ def run_top(config: TopConfig, a: mx.MXTensor, w: mx.MXTensor, order: np.ndarray
             ctx.set(dut.cfg.valid, 1)
             await ctx.tick()
         ctx.set(dut.cfg.valid, 0)
-        lay = command_layout(config)
-        g = lay["gemm"].shape
-        ctx.set(dut.cmd.payload.as_value(), (m << g["m"].offset) | (n << g["n"].offset)
-                | (kg << g["kg"].offset))
+        ctx.set(dut.cmd.payload.as_value(), command_layout(config).const(
+            {"gemm": {"m": m, "n": n, "kg": kg}, "entry": 0, "col": 0, "store": 1,
+             "groups": n // GROUP_SIZE}).as_value().value)
         ctx.set(dut.cmd.valid, 1)
         await ctx.tick().until(dut.cmd.ready)
         ctx.set(dut.cmd.valid, 0)
@@ -112,7 +111,8 @@ def run_top(config: TopConfig, a: mx.MXTensor, w: mx.MXTensor, order: np.ndarray
 
 SMALL = TopConfig(dataclasses.replace(ArrayConfig(), rows=2, cols=2, max_m=64, max_n=64,
                                       max_groups=8),
-                  ReorderConfig(banks=2, max_channels=32, max_tokens=16, entries=1))
+                  ReorderConfig(banks=2, max_channels=32, max_tokens=16, entries=1,
+                                gated=True))
 
 
 @pytest.mark.parametrize("o_stall", [pytest.param(0.0, marks=pytest.mark.slow), 0.4])
@@ -138,7 +138,9 @@ def test_top_layer_bit_exact_and_overlapped(o_stall):
 
 def test_top_config_validation():
     with pytest.raises(ValueError, match="one bank per array column"):
-        TopConfig(ArrayConfig(), ReorderConfig(banks=8, max_channels=64))
+        TopConfig(ArrayConfig(), ReorderConfig(banks=8, max_channels=64, gated=True))
+    with pytest.raises(ValueError, match="gated"):
+        TopConfig(ArrayConfig(), ReorderConfig())
 
 
 def test_top_is_an_emitted_block():

@@ -1,15 +1,17 @@
 """``mixdit simulate-layer`` and ``mixdit demo`` on the shipped DiT's fixture activations (spec §4-§7).
 
-Quick cases run each layer kind on a 4 x 4 array under Icarus. Icarus runs this array at tens of
-cycles per second here, so they slice the real activations (the first 4 tokens, 16 output
-channels of a linear layer, one image of attention); the calibration still sees every captured
-activation. The full layers at 16 x 16 under Verilator, a whole block and the demo are marked slow
-(the 16 x 16 Verilator build takes minutes the first time; it is cached under build/harness/).
+Quick cases run each layer kind on a 4 x 4 accelerator top under Icarus. Icarus runs this top at
+tens to hundreds of cycles per second here, so they slice the real activations (the first 4
+tokens, 16 output channels of a linear layer, one image of attention); the calibration still sees
+every captured activation. The full layers at 16 x 16 under Verilator, a whole block and the demo
+are marked slow (the 16 x 16 Verilator build of the top takes minutes the first time; it is cached
+under build/harness/).
 
 Bit-exactness is what the command checks itself (exit 1 on any difference); the tests check that
 it ran, that it bites when one RTL bit or one packed word is corrupted, that its numbers add up
-(results checked = M * N, measured cycles = the cycle model's), and the host FP32 block against
-the torch model.
+(results checked = M * N, the array's measured cycles = the cycle model's plus the top's
+ARRAY_LATENCY per command, the layer's = the array's plus a tail within hw.top.tail_cycles), and
+the host FP32 block against the torch model.
 """
 
 import json
@@ -17,6 +19,8 @@ import shutil
 
 import numpy as np
 import pytest
+
+from sim.harness import simulator_missing
 import torch
 
 from golden.dit.capture import FIXTURE_PATH, load_capture
@@ -24,12 +28,14 @@ from golden.dit.checkpoint import CHECKPOINT_PATH, load_model
 from golden.layer import (
     Executor, LINEAR_KINDS, Runner, block_params, calibrate_block, parse_layer, run_block,
 )
+from hw.top import ARRAY_LATENCY
 from sim.cli import main
 
 needs_data = pytest.mark.skipif(not (FIXTURE_PATH.is_file() and CHECKPOINT_PATH.is_file()),
                                 reason="the shipped checkpoint and fixture capture are missing")
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="no Icarus Verilog")
-needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None, reason="no Verilator")
+needs_verilator = pytest.mark.skipif(simulator_missing("verilator") is not None,
+                                     reason="no Verilator (scripts/install-tools.sh, make venv)")
 
 FIXTURE = ["--activations", str(FIXTURE_PATH), "--timestep", "480"]
 SMALL = ["--sim", "icarus", "--rows", "4", "--cols", "4", "--tokens", "4"]
@@ -53,7 +59,10 @@ def test_linear_layer_icarus_4x4(tmp_path, capsys, kind):
     assert rc == 0, err
     assert vcd.stat().st_size > 0
     assert rep["results_checked"] == 4 * 16 and rep["gemms"] == 1
-    assert rep["cycles"] == rep["model_cycles"] > 0
+    assert rep["array_cycles"] == rep["model_cycles"] + ARRAY_LATENCY > ARRAY_LATENCY
+    assert rep["array_cycles"] <= rep["cycles"] <= rep["array_cycles"] + 2
+    assert rep["netlist"].startswith("mixdit_top_4x4") and "Icarus" in rep["simulator_version"]
+    assert rep["next_layer"] == {"skipped": "output channels sliced (--out-channels)"}
     assert 0 < rep["utilization"] <= 1
     errs = rep["errors"]
     assert errs["mx9"]["rel_err"] < errs["mx6"]["rel_err"]
@@ -73,8 +82,13 @@ def test_attention_icarus_4x4_with_next_layer_groups(tmp_path, capsys):
     # QK^T is 4 x 16 per head, PV 4 x 32.
     assert rep["results_checked"] == heads * (4 * 16 + 4 * 32)
     assert rep["mx9_share"] == pytest.approx(rep["heads"].count("mx9") / heads)
-    nl = rep["next_layer"]
-    assert nl["consumer"] == "attn.proj" and nl["groups"] == 4 * 128 // 16
+    nl = rep["next_layer_groups"]
+    assert nl["consumer"] == "attn.proj" and nl["count"] == 4 * 128 // 16
+    assert nl["source"] == "rtl" and nl["bit_exact"] is True
+    # 8 commands (QK^T and P V per head), each the array's cycles plus its latency.
+    assert rep["array_cycles"] == rep["model_cycles"] + 2 * heads * ARRAY_LATENCY
+    assert 0 < rep["tail_cycles"] <= rep["tail_bound"]
+    assert rep["cycles"] > rep["array_cycles"]
     assert rep["errors"]["mixdit"]["rel_err"] < rep["errors"]["mx6"]["rel_err"]
 
 
@@ -179,9 +193,40 @@ def test_golden_block_runs_every_gemm_through_the_backend():
 def test_full_layer_verilator_16x16(tmp_path, capsys, layer):
     rc, rep, _, err = simulate(tmp_path, capsys, *FIXTURE, "--layer", layer)
     assert rc == 0, err
-    assert rep["cycles"] == rep["model_cycles"]
+    if layer.endswith("attn"):
+        assert rep["array_cycles"] == rep["model_cycles"] + 16 * ARRAY_LATENCY
+    else:
+        assert rep["array_cycles"] == rep["model_cycles"] + ARRAY_LATENCY
     if not layer.endswith("fc2"):
-        assert rep["next_layer"]["groups"] > 0
+        # The controller hides behind the array: only the documented tail follows it.
+        assert rep["next_layer_groups"]["count"] > 0
+        assert rep["tail_cycles"] <= rep["tail_bound"]
+
+
+@needs_data
+@needs_verilator
+def test_whole_block_on_a_2x2_top_under_verilator(tmp_path, capsys):
+    """Every layer of block 5 on a 2 x 2 top (captured now): 20 GEMMs and the next-layer groups of
+    four layers (fc2 of the last block feeds the host), each layer's array cycles the cycle
+    model's plus the top's latency per command, each tail within its bound."""
+    rc, rep, out, err = simulate(tmp_path, capsys, "--block", "5", "--timestep", "480",
+                                 "--rows", "2", "--cols", "2")
+    assert rc == 0, err
+    assert rep["gemms"] == 4 + 2 * 2 * 4 and rep["netlist"].startswith("mixdit_top_2x2")
+    assert rep["array_cycles"] == rep["model_cycles"] + rep["gemms"] * ARRAY_LATENCY
+    layers = rep["layers"]
+    # qkv: 32 tokens x 384 / 16; attention and proj: 32 x 128 / 16; fc1: 32 x 512 / 16.
+    want = {"attn.qkv": 768, "attn": 256, "attn.proj": 256, "mlp.fc1": 1024}
+    for kind, count in want.items():
+        assert layers[kind]["next_layer_groups"]["count"] == count
+        assert layers[kind]["tail_cycles"] > 0
+        if kind != "attn":
+            # Linear layers hide the controller behind the array. Attention converts after the
+            # last head's P V, a GEMM too short on a 2 x 2 array to hide 16 tokens' groups.
+            assert layers[kind]["tail_cycles"] <= layers[kind]["tail_bound"]
+    assert "next_layer_groups" not in layers["mlp.fc2"]
+    assert rep["next_layer_groups"]["count"] == sum(want.values())
+    assert "next-layer groups == golden bit for bit" in out
 
 
 @pytest.mark.slow
@@ -191,7 +236,8 @@ def test_whole_block_verilator_16x16(tmp_path, capsys):
     rc, rep, out, err = simulate(tmp_path, capsys, "--block", "5", "--timestep", "480")
     assert rc == 0, err
     assert rep["gemms"] == 4 + 2 * 2 * 4
-    assert "block output (4,096 values) == golden run bit for bit" in out
+    assert rep["next_layer_groups"]["count"] > 0 and rep["next_layer_groups"]["source"] == "rtl"
+    assert "next-layer groups == golden bit for bit" in out
     assert rep["errors"]["mixdit"]["rel_err"] < rep["errors"]["mx6"]["rel_err"]
 
 

@@ -2,14 +2,15 @@
 
 Emits the Verilog of every block (the accelerator top included) into ``build/rtl/``, then runs a
 linear layer (``blocks.5.mlp.fc1``) and the attention layer (``blocks.5.attn``) of the shipped DiT
-at the middle timestep (t = 480) on the RTL through ``mixdit simulate-layer``: every GEMM on the
-16 x 16 array's Verilog under Verilator, checked bit for bit against the golden model, and the
-layer's output turned into the next layer's packed MX groups by the reordering controller and MX
-converter, checked word for word. It prints each report: cycles, PE utilization, the share of MX9
-groups, and the error of MixDiT beside MX6-only and MX9-only against FP32.
+at the middle timestep (t = 480) on the RTL through ``mixdit simulate-layer``: the layer on the
+Verilog of the 16 x 16 accelerator top under Verilator, every GEMM result checked bit for bit
+against the golden model, and the layer's output turned into the next layer's packed MX groups by
+the top's reordering controller and MX converter in the same netlist, checked word for word. It
+prints each report: the layer's cycles through the top beside the array's, PE utilization, the
+share of MX9 groups, and the error of MixDiT beside MX6-only and MX9-only against FP32.
 
 The activations are the shipped fixture capture (golden/dit/data/fixture_capture.npz). The first
-run builds the array's Verilator harness (cached under build/harness/, several minutes on two
+run builds the top's Verilator testbench (cached under build/harness/, several minutes on two
 cores); later runs take well under a minute.
 """
 
@@ -22,7 +23,7 @@ def register(sub, formatter_class) -> None:
         description=__doc__)
     p.add_argument("--out", default="build/rtl", metavar="DIR", help="where the Verilog goes")
     p.add_argument("--sim", default="verilator", metavar="{verilator,icarus}",
-                   help="simulator of the array harness")
+                   help="simulator of the top's testbench")
     p.add_argument("--rows", type=int, default=16, help="array rows R")
     p.add_argument("--cols", type=int, default=16, help="array columns C")
     p.set_defaults(func=run)

@@ -11,11 +11,12 @@ or read from a capture file (--activations, see 'mixdit capture'). The layer's M
 calibrated on them for the timestep (spec §4): channel order and MX6/MX9 map of A for linear
 layers, head-wise formats for attention. Linear layers (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) run
 as one GEMM, the bias added on the host in FP32; attention (blocks.N.attn) runs QK^T and
-softmax(.)V per image and head, the softmax on the host in FP32. The GEMMs run on the array's
-Verilog (the file-driven harness); the layer's FP32 output then goes through the reordering
-controller and MX converter (Amaranth simulation of their RTL) into the next layer's packed A
-groups, checked word for word. The report gives cycles, PE utilization, the share of MX9 groups,
-and the error against the FP32 layer for MixDiT beside MX6-only and MX9-only.
+softmax(.)V per image and head, the softmax on the host in FP32. The GEMMs run on the Verilog of
+the accelerator top (array, output buffer, reordering controller, MX converter; a file-driven
+testbench), which also turns the layer's FP32 output into the next layer's packed A groups,
+checked word for word. The report gives the layer's cycles through the top beside the array's,
+PE utilization, the share of MX9 groups, and the error against the FP32 layer for MixDiT beside
+MX6-only and MX9-only.
 
 --block N runs every GEMM of block N on the RTL, with layer norm, adaLN, softmax, GELU and the
 residuals on the host in FP32, and checks the block output bit for bit against the golden run."""
@@ -48,7 +49,7 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--rounding", default="trunc", metavar="{trunc,rne}",
                    help="quantizer rounding (spec §1.1)")
     p.add_argument("--sim", default="verilator", metavar="{verilator,icarus}",
-                   help="simulator of the array harness")
+                   help="simulator of the top's testbench")
     p.add_argument("--rows", type=int, default=16, help="array rows R")
     p.add_argument("--cols", type=int, default=16, help="array columns C")
     p.add_argument("--tokens", type=int, metavar="M",
@@ -60,9 +61,9 @@ def register(sub, formatter_class) -> None:
                    help="quick runs: only the first N output channels of a linear layer (skips "
                         "the next-layer groups)")
     p.add_argument("--no-convert", action="store_true",
-                   help="skip the reorder/convert stage (next-layer groups)")
-    p.add_argument("--vcd", metavar="F.vcd", help="dump the waves of the first GEMM (Verilator: a separate traced build of the "
-                        "harness, minutes the first time)")
+                   help="do not convert the output into next-layer groups")
+    p.add_argument("--vcd", metavar="F.vcd", help="dump the waves of the layer's run (Verilator: a separate traced build of the "
+                        "top, minutes the first time)")
     p.add_argument("--json", metavar="F.json", help="also write the report as JSON")
     p.set_defaults(func=run)
 
@@ -111,19 +112,21 @@ def format_layer(rep: dict) -> str:
         f"source   {rep['source']}",
         f"plan     p1={rep['p1']:g} p2={rep['p2']:g} rounding={rep['rounding']}; heads "
         f"{' '.join(h.upper() for h in rep['heads'])}; {rep['mx9_share']:.1%} of A groups in MX9",
-        f"rtl      {rep['gemms']} GEMM(s) on a {rep['array']} array under {rep['sim']}: "
-        f"{rep['results_checked']:,} FP32 results == golden bit for bit",
+        f"rtl      {rep['gemms']} GEMM(s) on the top {rep['netlist']} ({rep['array']} array) "
+        f"under {rep['simulator_version']}: {rep['results_checked']:,} FP32 results == golden "
+        "bit for bit",
     ]
+    tail = ""
     if "skipped" in rep.get("next_layer", {}):
         lines.append(f"convert  skipped: {rep['next_layer']['skipped']}")
-    elif "next_layer" in rep:
-        nl = rep["next_layer"]
-        lines.append(f"convert  {nl['groups']:,} next-layer groups for {nl['consumer']} "
-                     f"({nl['mx9_share']:.1%} MX9) == golden bit for bit, "
-                     f"{nl['convert_cycles']:,} controller cycles")
+    elif "next_layer_groups" in rep:
+        nl = rep["next_layer_groups"]
+        lines.append(f"convert  {nl['count']:,} next-layer groups for {nl['consumer']} "
+                     f"({nl['mx9_share']:.1%} MX9) from the same netlist == golden bit for bit")
+        tail = f", reorder/convert tail {rep['tail_cycles']:,} (bound {rep['tail_bound']:,})"
     lines += [
-        f"cycles   {rep['cycles']:,} (cycle model {rep['model_cycles']:,}); PE utilization "
-        f"{rep['utilization']:.1%}",
+        f"cycles   {rep['cycles']:,} through the top: array {rep['array_cycles']:,} (cycle model "
+        f"{rep['model_cycles']:,}){tail}; PE utilization {rep['utilization']:.1%}",
         f"time     {rep['wall_s']:.1f} s wall (simulation {rep['sim_s']:.1f} s, build "
         f"{rep['build_s']:.1f} s)",
         "", format_errors(rep["errors"], "layer output"),
@@ -145,22 +148,24 @@ def format_errors(errors: dict, what: str) -> str:
 def format_block(rep: dict) -> str:
     """The human-readable report of a whole block."""
     lines = [
-        f"block    blocks.{rep['block']} at t={rep['timestep']} on a {rep['array']} array under "
-        f"{rep['sim']}",
+        f"block    blocks.{rep['block']} at t={rep['timestep']} on the top {rep['netlist']} "
+        f"({rep['array']} array) under {rep['simulator_version']}",
         f"source   {rep['source']}",
         f"plan     p1={rep['p1']:g} p2={rep['p2']:g}; heads "
         f"{' '.join(h.upper() for h in rep['heads'])}",
-        f"rtl      {rep['gemms']} GEMMs, {rep['results_checked']:,} FP32 results == golden; block "
-        f"output ({rep['output_values']:,} values) == golden run bit for bit",
-        f"{'':9s}{'layer':10s} {'GEMMs':>5s} {'cycles':>10s} {'util':>6s} {'MX9':>6s} "
-        f"{'sim s':>7s}",
+        f"rtl      {rep['gemms']} GEMMs, {rep['results_checked']:,} FP32 results and "
+        f"{rep['next_layer_groups']['count']:,} next-layer groups == golden bit for bit",
+        f"{'':9s}{'layer':10s} {'GEMMs':>5s} {'cycles':>10s} {'array':>10s} {'groups':>7s} "
+        f"{'util':>6s} {'MX9':>6s} {'sim s':>7s}",
     ]
     for kind, r in rep["layers"].items():
+        groups = r.get("next_layer_groups", {}).get("count", 0)
         lines.append(f"{'':9s}{kind:10s} {r['gemms']:5d} {r['cycles']:10,} "
-                     f"{r['utilization']:6.1%} {r['mx9_share']:6.1%} {r['sim_s']:7.1f}")
+                     f"{r['array_cycles']:10,} {groups:7,} {r['utilization']:6.1%} "
+                     f"{r['mx9_share']:6.1%} {r['sim_s']:7.1f}")
     lines += [
-        f"cycles   {rep['cycles']:,} (cycle model {rep['model_cycles']:,}); PE utilization "
-        f"{rep['utilization']:.1%}",
+        f"cycles   {rep['cycles']:,} through the top: array {rep['array_cycles']:,} (cycle model "
+        f"{rep['model_cycles']:,}); PE utilization {rep['utilization']:.1%}",
         f"time     {rep['wall_s']:.1f} s wall (simulation {rep['sim_s']:.1f} s, build "
         f"{rep['build_s']:.1f} s)",
         "", format_errors(rep["errors"], "block output"),
