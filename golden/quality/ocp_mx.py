@@ -18,14 +18,14 @@ These are *not* the accelerator's MX6/MX9 (:mod:`golden.mx`, spec §1.1, whose b
 an 8-bit exponent and pairs a 1-bit micro-exponent, with truncation); they are what a
 Blackwell-class GPU multiplies, so that ``mixdit evaluate`` can set MixDiT's mix beside them.
 
-Scale and rounding rule (the conversion from FP32 of spec v1.0 §6.3): with ``amax = max |V_i|``
+Scale and rounding rule (the conversion from FP32 of the OCP MX v1.0 specification, its section 6.3): with ``amax = max |V_i|``
 over the block,
 
 - ``X = 2^(floor(log2(amax)) - emax_elem)``, its exponent clamped to E8M0's ``[-127, 127]``; an
   all-zero block gets the smallest scale ``2^-127`` (code 0);
 - each element ``V_i / X`` is rounded to the nearest value of the element format, ties to even,
   and magnitudes beyond its largest finite value are clamped to it (saturation, as the
-  conversion of §6.3 clamps normal numbers);
+  conversion of that section 6.3 clamps normal numbers);
 - a block holding a NaN or an infinity gets the NaN scale (code 0xFF) and zero elements.
 
 gfloat (Graphcore's ``gfloat`` package, pinned in the dev extras) implements the same rule in its
