@@ -114,7 +114,7 @@ LAYER = ["simulate-layer", "--layer", "blocks.5.mlp.fc1", "--timestep", "480", *
     (["gemm", "--a", "{d}/x.npy", "--w", "{d}/x.npy", "--out", "{d}/no/c.npy", *SMALL],
      "--out"),
     (["gemm", "--a", "{d}/x.npy", "--w", "{d}/x.npy", "--out", "{d}/c.npy", "--vcd", "{d}",
-      *SMALL], "--vcd"),
+      *SMALL], "--waves"),
     ([*LAYER, "--activations", "{d}/trunc.npz"], "cannot read capture"),
     ([*LAYER, "--activations", "{d}/x.npy"], "single .npy array"),
     ([*LAYER, "--activations", "{d}/cap_int.npz"], "int32"),
@@ -273,13 +273,13 @@ def _fake_harness(monkeypatch, flip: bool):
     own logic, without a simulator."""
     from hw.cycles import gemm_cycles
 
-    def fake(a, w, config, sim, vcd=None):
+    def fake(a, w, config, sim, waves=None, announce=None):
         c = gemm.mx_matmul(a, w).copy()
         if flip:
             c.view(np.uint32)[0, 0] ^= np.uint32(1)
         cyc = gemm_cycles(a.shape[0], 16 * a.groups, w.shape[0], list(a.formats),
                           list(w.formats), config)
-        return HarnessResult(c, cyc, "icarus", 0.5, 7.0)
+        return HarnessResult(c, cyc, "icarus", 0.5, 7.0, "test")
 
     monkeypatch.setattr(sim.harness, "run_gemm", fake)
 

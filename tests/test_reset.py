@@ -312,7 +312,7 @@ def test_controller_reset_mid_command(entry2):
 
 TOP = TopConfig(dataclasses.replace(ArrayConfig(), rows=2, cols=2, max_m=64, max_n=64,
                                     max_groups=8),
-                ReorderConfig(banks=2, max_channels=32, max_tokens=16, entries=1))
+                ReorderConfig(banks=2, max_channels=32, max_tokens=16, entries=1, gated=True))
 
 
 def top_layer(seed, m, k, n):
@@ -334,9 +334,10 @@ def top_items(a, w, order, mx9):
     rows = [pack_fields(TOP.reorder.config_layout(), addr=g,
                         row={"chans": [int(c) for c in order[g * 16:(g + 1) * 16]],
                              "mx9": int(mx9[g])}) for g in range(len(order) // GROUP_SIZE)]
-    g = command_layout(TOP)["gemm"].shape
     (m, kg), n = a.shape, w.shape[0]
-    cmd = [(m << g["m"].offset) | (n << g["n"].offset) | (kg << g["kg"].offset)]
+    cmd = [command_layout(TOP).const(
+        {"gemm": {"m": m, "n": n, "kg": kg}, "entry": 0, "col": 0, "store": 1,
+         "groups": n // GROUP_SIZE}).as_value().value]
     return sa, sw, rows, cmd
 
 
