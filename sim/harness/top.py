@@ -17,9 +17,7 @@ Examples
 """
 
 import re
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,20 +302,13 @@ def run_top(commands, order, mx9, config: TopConfig, *, sim: str = "verilator",
                 f"+C={c_path}", f"+O={o_path}", f"+STALL={stall}", f"+SEED={seed}"]
         if vcd is not None:
             plus.append(f"+VCD={Path(vcd).resolve()}")
-        cmd = b.command(plus)
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=d)
-        except subprocess.TimeoutExpired:
-            raise HarnessError(f"{sim} run exceeded {timeout_s} s") from None
-        sim_s = time.perf_counter() - t0
-        out = proc.stdout + proc.stderr
+        out, sim_s = _build.run(b, plus, cwd=d, timeout_s=timeout_s)
         total = re.search(r"TOP cycles=(\d+)", out)
         per = [(int(a), int(c)) for a, c in re.findall(r"TOP cmd=\d+ array_cycles=(\d+) "
                                                          r"cycles=(\d+)", out)]
-        if (proc.returncode != 0 or total is None or len(per) != len(commands)
+        if (total is None or len(per) != len(commands)
                 or not c_path.is_file() or (img["groups"] and not o_path.is_file())):
-            raise HarnessError(f"{sim} run of the top failed (exit {proc.returncode}): "
+            raise HarnessError(f"{sim} run of the top failed: "
                                f"{_build.failure_reason(out)}\n{out[-4000:]}")
         words = read_memh(c_path, 32)
         if words.shape[0] != img["c_words"]:
