@@ -9,7 +9,7 @@ exact cancellation reach the array too. The reference is :func:`golden.gemm.mx_m
 
 import numpy as np
 
-from golden.formats import MX6, MX9
+from golden.formats import MAX_GROUP_BITS, MX6, MX9
 from golden.fp32 import to_bits
 from golden.gemm import mx_matmul
 from golden.mx import MXTensor
@@ -60,3 +60,14 @@ def random_gemm(rng: np.random.Generator, m: int, kg: int, n: int, mix: str,
 def expected_bits(a: MXTensor, w: MXTensor) -> np.ndarray:
     """The golden GEMM ``a @ w.T`` as FP32 bit patterns, uint32 ``[M, N]`` (spec §2.1)."""
     return to_bits(mx_matmul(a, w))
+
+
+def step_words(t: MXTensor, base: int, lanes: int, k: int, words: np.ndarray) -> int:
+    """One K step of the array's ``a`` or ``w`` stream: ``lanes`` tagged groups of K group ``k``
+    (the format tag above each packed word, rows ``base ..``), zero words past the end."""
+    tag = int(t.fmt[k])
+    out = 0
+    for lane in range(lanes):
+        word = int(words[base + lane, k]) if base + lane < words.shape[0] else 0
+        out |= ((tag << MAX_GROUP_BITS) | word) << (lane * (MAX_GROUP_BITS + 1))
+    return out

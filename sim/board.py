@@ -21,6 +21,8 @@ from hw.board import ACK, CMD, RESULT, STEP, cmd_bytes, out_bytes, step_bytes
 from hw.config import ArrayConfig
 from hw.sequencer import cmd_layout, out_layout
 
+from .array_stimulus import step_words
+
 __all__ = ["BoardError", "BoardLink", "SimulatedPort", "simulate", "encode_cmd", "encode_steps",
            "decode_row"]
 
@@ -43,16 +45,6 @@ def encode_cmd(config: ArrayConfig, m: int, n: int, kg: int) -> bytes:
     return value.to_bytes(cmd_bytes(config), "little")
 
 
-def _lanes(t: MXTensor, words: np.ndarray, base: int, lanes: int, k: int) -> int:
-    """One K step of ``lanes`` tagged groups (rows ``base ..``; zero words past the end)."""
-    tag = int(t.fmt[k])
-    out = 0
-    for lane in range(lanes):
-        word = int(words[base + lane, k]) if base + lane < words.shape[0] else 0
-        out |= ((tag << MAX_GROUP_BITS) | word) << (lane * TAGGED)
-    return out
-
-
 def encode_steps(config: ArrayConfig, a: MXTensor, w: MXTensor):
     """The payloads of the ``STEP`` frames of ``a @ w.T``, in the operand order of
     :mod:`hw.sequencer` (tiles row-major, K steps within a tile)."""
@@ -62,7 +54,7 @@ def encode_steps(config: ArrayConfig, a: MXTensor, w: MXTensor):
     for m0 in range(0, m, config.rows):
         for n0 in range(0, n, config.cols):
             for k in range(kg):
-                v = _lanes(a, aw, m0, config.rows, k) | (_lanes(w, ww, n0, config.cols, k) << a_bits)
+                v = step_words(a, m0, config.rows, k, aw) | (step_words(w, n0, config.cols, k, ww) << a_bits)
                 yield v.to_bytes(step_bytes(config), "little")
 
 

@@ -23,10 +23,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from golden.formats import MAX_GROUP_BITS
 from golden.mx import pack
 from hw.cycles import gemm_cycles
-from sim.array_stimulus import MIXES, expected_bits, random_gemm
+from sim.array_stimulus import MIXES, expected_bits, random_gemm, step_words
 
 ROWS = int(os.environ.get("ARRAY_ROWS", "4"))
 COLS = int(os.environ.get("ARRAY_COLS", "4"))
@@ -35,19 +34,8 @@ GEMMS = int(os.environ.get("ARRAY_GEMMS", "6"))
 DIT = int(os.environ.get("ARRAY_DIT", "1"))
 #: A JSON file the ``measure_speed`` test writes its cycles and wall time into (bench reads it).
 STATS = os.environ.get("ARRAY_STATS", "")
-TAGGED = MAX_GROUP_BITS + 1
 M_BITS = int(os.environ["ARRAY_M_BITS"])
 N_BITS = int(os.environ["ARRAY_N_BITS"])
-
-
-def step_words(t, base: int, lanes: int, k: int, words) -> int:
-    """One K step of ``lanes`` tagged groups (rows ``base ..``), zero words past the end."""
-    tag = int(t.fmt[k])
-    out = 0
-    for lane in range(lanes):
-        word = int(words[base + lane, k]) if base + lane < words.shape[0] else 0
-        out |= ((tag << MAX_GROUP_BITS) | word) << (lane * TAGGED)
-    return out
 
 
 class OperandDriver:
