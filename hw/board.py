@@ -63,6 +63,13 @@ def board_config(rows: int, cols: int) -> ArrayConfig:
     return ArrayConfig(rows=rows, cols=cols, max_m=1024, max_n=1024, max_groups=256)
 
 
+def _check_divisor(divisor: int) -> int:
+    """The UART's clock cycles per bit, refused below 4 (too few to sample a bit's middle)."""
+    if divisor < 4:
+        raise ValueError(f"UART divisor must be at least 4 cycles per bit, not {divisor}")
+    return divisor
+
+
 class UARTRx(wiring.Component):
     """8N1 receiver: ``valid`` pulses for one cycle with ``data`` when a byte's stop bit is seen.
 
@@ -75,9 +82,7 @@ class UARTRx(wiring.Component):
     valid: Out(1)
 
     def __init__(self, divisor: int) -> None:
-        if divisor < 4:
-            raise ValueError(f"UART divisor must be at least 4 cycles per bit, not {divisor}")
-        self.divisor = divisor
+        self.divisor = _check_divisor(divisor)
         super().__init__()
 
     def elaborate(self, platform) -> Module:
@@ -118,9 +123,7 @@ class UARTTx(wiring.Component):
     ready: Out(1)
 
     def __init__(self, divisor: int) -> None:
-        if divisor < 4:
-            raise ValueError(f"UART divisor must be at least 4 cycles per bit, not {divisor}")
-        self.divisor = divisor
+        self.divisor = _check_divisor(divisor)
         super().__init__()
 
     def elaborate(self, platform) -> Module:
