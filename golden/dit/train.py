@@ -92,12 +92,12 @@ RECIPES: dict[str, Recipe] = {
         checkpoint=CHECKPOINT_PATH, classifier=CLASSIFIER_PATH, report_dir=REPORT_DIR,
         target=0.80, classifier_epochs=60, title="DiT on 8x8 digits",
     ),
-    # Sized for one core of the reference machine: about 1 CPU second per batch-128 step, 5,000
-    # steps (10.7 epochs) in about 85 CPU minutes (issue 13). One thread: on a loaded machine two
+    # Sized for one core of the reference machine: about 0.9 CPU seconds per batch-128 step, 3,000
+    # steps (6.4 epochs) in about 45 CPU minutes (issue 13). One thread: on a loaded machine two
     # threads spent 7x the CPU time per step spinning at barriers. 900 steps of batch 64 (one
     # epoch) gave samples no classifier could tell apart (10.8% accuracy).
     "fashion": Recipe(
-        "fashion", FASHION_CONFIG, steps=5000, batch=128, lr=8e-4, warmup=200, ema=0.999,
+        "fashion", FASHION_CONFIG, steps=3000, batch=128, lr=8e-4, warmup=200, ema=0.999,
         checkpoint=FASHION_CHECKPOINT_PATH, classifier=FASHION_CLASSIFIER_PATH,
         report_dir=FASHION_REPORT_DIR, target=0.70, classifier_epochs=4,
         title="DiT on Fashion-MNIST (32x32, patch 4)",
