@@ -142,6 +142,8 @@ LAYER = ["simulate-layer", "--layer", "blocks.5.mlp.fc1", "--timestep", "480", *
     (["capture", "--out", "{d}/no/c.npz"], "--out"),
     (["perf", "--json", "{d}/no/p.json"], "--json"),
     (["perf", "--plot-dir", "{d}/x.npy"], "--plot-dir"),
+    (["evaluate", "--json", "{d}/no/e.json"], "--json"),
+    (["synth", "--json", "{d}/no/s.json"], "--json"),
 ])
 def test_bad_input_is_exit_2_with_one_line(files, capsys, argv, needle):
     rc, err = run(capsys, *(a.replace("{d}", str(files)) for a in argv))

@@ -295,7 +295,9 @@ def run(args) -> int:
     from ..tables import print_table
     from golden.quality import sampling
     from golden.quality.fidelity import json_safe
+    from ..inputs import output_file
 
+    json_path = output_file(args.json, "--json")   # before minutes of sampling, not after
     chosen = chosen_p(Path(args.tune_dir) / args.model)
     p1 = args.p1 if args.p1 is not None else (chosen[0] if chosen else 0.05)
     p2 = args.p2 if args.p2 is not None else (chosen[1] if chosen else 0.20)
@@ -336,10 +338,10 @@ def run(args) -> int:
                         [[w.upper()] + [f"{grid[(w, a)]['fd_vs_fp32']:.3f}, "
                                         f"{_fmt(grid[(w, a)]['psnr_db'], '.2f', 'inf')}"
                                         for a in ("mx9", "mx6")] for w in ("mx9", "mx6")])
-    if args.json:
+    if json_path is not None:
         try:
-            Path(args.json).write_text(json.dumps(json_safe(out), indent=1, allow_nan=False))
+            json_path.write_text(json.dumps(json_safe(out), indent=1, allow_nan=False))
         except OSError as exc:
             raise UsageError(f"cannot write {args.json!r}: {exc.strerror}") from None
-        print(f"wrote    {args.json}")
+        print(f"wrote    {json_path}")
     return 0

@@ -123,11 +123,14 @@ def synth(block: str, rows=None, cols=None, rounding="trunc", target="ecp5", nod
 
 
 def run(args) -> int:
+    from ..inputs import output_file
+
+    json_path = output_file(args.json, "--json")   # before the place and route, not after
     result = synth(args.block, args.rows, args.cols, args.rounding, args.target, args.nodsp,
                    args.freq, args.seed, args.cache)
     print_result(result)
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path is not None:
+        with open(json_path, "w") as f:
             json.dump(result, f, indent=1, sort_keys=True)
             f.write("\n")
     return 0
