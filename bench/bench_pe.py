@@ -270,7 +270,7 @@ def _main_all(exe: "str | None", cycles: int) -> None:
           "8x8 multiplier, same FP32 accumulator")
     designs = [("pe (4x 4x4)", lambda: PE("4x4"), "pe"),
                ("baseline (1x 8x8)", lambda: PE("8x8"), "pe_baseline8x8"),
-               ("fp32_add alone", lambda: FP32Add(2), "fp32_add")]
+               ("fp32_add alone", lambda: FP32Add(4), "fp32_add")]
     rows = []
     area = {}
     for label, build, top in designs:

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 from amaranth.utils import ceil_log2
 
-from .pe import MULTIPLIERS
+from .pe import MULTIPLIERS, RESULT_LATENCY
 
 __all__ = ["ArrayConfig", "DEFAULT"]
 
 # Cycles from a last-step issue to its row-0 capture, beyond c_last and the column count: the
-# issue register (1) and the PE's RESULT_LATENCY (5); see hw/sequencer.py. Used to size the output
+# issue register (1) and the PE's RESULT_LATENCY; see hw/sequencer.py. Used to size the output
 # buffer so that it never throttles an unstalled GEMM.
-_CAPTURE_SLACK = 6
+_CAPTURE_SLACK = 1 + RESULT_LATENCY
 # The longest cycles_per_group (MX9 x MX9, spec §2.2).
 _MAX_CPG = 16
 

@@ -48,7 +48,7 @@ def leading_zeros(m: Module, value, name: str) -> Signal:
     return count
 
 
-def normalize(m: Module, value, name: str) -> tuple[Signal, Signal]:
+def normalize(m: Module, value, name: str, cut: "int | None" = None) -> tuple[Signal, Signal]:
     """Leading-zero count and left-normalised ``value``, by a logarithmic shifter.
 
     Returns ``(count, norm)``: ``count`` as :func:`leading_zeros` gives it (the full width when
@@ -58,6 +58,10 @@ def normalize(m: Module, value, name: str) -> tuple[Signal, Signal]:
     first. Five narrow compare-and-select stages for up to 31 bits, where :func:`leading_zeros`
     is a 31-deep priority chain and the shift a separate barrel shifter: the same function, less
     work per cycle for a simulator.
+
+    With ``cut = j`` a pipeline register (domain ``sync``) follows the first ``j`` stages, so
+    that ``count`` and ``norm`` come one cycle after ``value``; the caller delays what travels
+    with them.
     """
     width = len(value)
     stages = width.bit_length()  # 2**stages >= width + 1
@@ -66,7 +70,14 @@ def normalize(m: Module, value, name: str) -> tuple[Signal, Signal]:
     cur = Signal(total, name=f"{name}_v{stages}")
     m.d.comb += cur.eq(Cat(Const(0, pad), value))
     bits = []
-    for j in reversed(range(stages)):
+    for done, j in enumerate(reversed(range(stages))):
+        if done == cut:
+            reg = Signal(total, name=f"{name}_c{j + 1}")
+            m.d.sync += reg.eq(cur)
+            cur = reg
+            regs = [Signal(name=f"{name}_zr{stages - 1 - i}") for i in range(len(bits))]
+            m.d.sync += [r.eq(z) for r, z in zip(regs, bits)]
+            bits = regs
         shift = 1 << j
         zero = Signal(name=f"{name}_z{j}")
         m.d.comb += zero.eq(cur[total - shift:] == 0)
@@ -88,10 +99,13 @@ class FP32Add(wiring.Component):
     Parameters
     ----------
     stages : int
-        Pipeline registers, 0, 1 or 2; this is the latency in cycles. With 0 the adder is
+        Pipeline registers, 0 to 4; this is the latency in cycles. With 0 the adder is
         combinational. With 1 the result is registered. With 2 a register also splits the
-        datapath after the alignment add, before normalisation and rounding. Every stage
-        advances every cycle (no enable): a result appears ``stages`` cycles after its operands.
+        datapath after the alignment add, before normalisation and rounding. With 3 another
+        one sits after the operand swap and exponent distance, before the alignment shift; with
+        4 another inside the normaliser, after its first three shifts (the PE's configuration:
+        four stages of about equal depth, see :mod:`hw.pe`). Every stage advances every cycle (no enable): a
+        result appears ``stages`` cycles after its operands.
 
     Attributes
     ----------
@@ -106,8 +120,8 @@ class FP32Add(wiring.Component):
     o: Out(32)
 
     def __init__(self, stages: int = 1) -> None:
-        if not isinstance(stages, int) or isinstance(stages, bool) or stages not in (0, 1, 2):
-            raise ValueError(f"FP32Add stages must be 0, 1 or 2, not {stages!r}")
+        if not isinstance(stages, int) or isinstance(stages, bool) or stages not in range(5):
+            raise ValueError(f"FP32Add stages must be 0 to 4, not {stages!r}")
         self.stages = stages
         super().__init__()
 
@@ -115,6 +129,16 @@ class FP32Add(wiring.Component):
     def latency(self) -> int:
         """Cycles from operands to sum (equal to ``stages``)."""
         return self.stages
+
+    @staticmethod
+    def _cut(m: Module, values: dict, suffix: str) -> dict:
+        """One pipeline register for each value of ``values``."""
+        regs = {}
+        for key, sig in values.items():
+            reg = Signal(len(sig), name=f"{key}_{suffix}")
+            m.d.sync += reg.eq(sig)
+            regs[key] = reg
+        return regs
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -127,61 +151,75 @@ class FP32Add(wiring.Component):
         a_inf = (ea == 0xFF) & (fa == 0)
         b_inf = (eb == 0xFF) & (fb == 0)
 
-        # Special results, decided from the operands alone.
-        special = Signal(name="special")
-        special_val = Signal(32, name="special_val")
-        with m.If(a_nan | b_nan | (a_inf & b_inf & (a[31] != b[31]))):
-            m.d.comb += [special.eq(1), special_val.eq(CANONICAL_NAN)]
-        with m.Elif(a_inf):
-            m.d.comb += [special.eq(1), special_val.eq(a)]
-        with m.Elif(b_inf):
-            m.d.comb += [special.eq(1), special_val.eq(b)]
-
         # x is the operand of larger magnitude (exponent and fraction compare as one integer).
         swap = b[0:31] > a[0:31]
         x = Mux(swap, b, a)
         y = Mux(swap, a, b)
-        ex, ey = x[23:31], y[23:31]
-        # A subnormal's significand has no hidden bit and the exponent of the smallest normal.
-        sig_x = Cat(x[0:23], ex != 0)
-        sig_y = Cat(y[0:23], ey != 0)
-        ex_eff = Mux(ex == 0, 1, ex)
-        ey_eff = Mux(ey == 0, 1, ey)
-        dist = Signal(8, name="dist")
-        m.d.comb += dist.eq(ex_eff - ey_eff)
+        # The exponent distance both ways, in parallel with the magnitude compare, clamped to 31.
+        ea_eff = Mux(ea == 0, 1, ea)
+        eb_eff = Mux(eb == 0, 1, eb)
+        d_ab = Signal(9, name="d_ab")
+        d_ba = Signal(9, name="d_ba")
+        m.d.comb += [d_ab.eq(ea_eff - eb_eff), d_ba.eq(eb_eff - ea_eff)]
+        c_ab = Mux(d_ab[5:9] != 0, 31, d_ab[0:5])
+        c_ba = Mux(d_ba[5:9] != 0, 31, d_ba[0:5])
         dist_c = Signal(5, name="dist_c")
-        m.d.comb += dist_c.eq(Mux(dist > 31, 31, dist))
+        m.d.comb += dist_c.eq(Mux(swap, c_ba, c_ab))
+        # Pipeline cut 0 (stages >= 3): the ordered operands and their distance.
+        # Significands: a subnormal has no hidden bit and the exponent of the smallest normal.
+        sig_a, sig_b = Cat(fa, ea != 0), Cat(fb, eb != 0)
+        s0 = dict(a_nan=a_nan, b_nan=b_nan, a_inf=a_inf, b_inf=b_inf, a_sign=a[31], b_sign=b[31],
+                  x=x, dist_c=dist_c,
+                  sig_x=Mux(swap, sig_b, sig_a), sig_y=Mux(swap, sig_a, sig_b),
+                  ex_eff=Mux(swap, eb_eff, ea_eff),
+                  subtract=a[31] != b[31])
+        if self.stages >= 3:
+            s0 = self._cut(m, s0, "r0")
+        x, dist_c = s0["x"], s0["dist_c"]
 
-        # y in a 59-bit field: frame bits [32:59], bits shifted out fall into [0:32] (never off
-        # the end, since the shift is at most 31), and their OR is the sticky bit.
-        y_field = Signal(59, name="y_field")
-        m.d.comb += y_field.eq(Cat(Const(0, 32), Const(0, 3), sig_y) >> dist_c)
+        # Special results, decided from the operands' classes alone (an infinite operand is
+        # the result with its sign).
+        special = Signal(name="special")
+        special_val = Signal(32, name="special_val")
+        with m.If(s0["a_nan"] | s0["b_nan"] |
+                  (s0["a_inf"] & s0["b_inf"] & (s0["a_sign"] != s0["b_sign"]))):
+            m.d.comb += [special.eq(1), special_val.eq(CANONICAL_NAN)]
+        with m.Elif(s0["a_inf"]):
+            m.d.comb += [special.eq(1),
+                         special_val.eq(Cat(Const(0, 23), Const(0xFF, 8), s0["a_sign"]))]
+        with m.Elif(s0["b_inf"]):
+            m.d.comb += [special.eq(1),
+                         special_val.eq(Cat(Const(0, 23), Const(0xFF, 8), s0["b_sign"]))]
+        sig_x, sig_y, ex_eff, subtract = s0["sig_x"], s0["sig_y"], s0["ex_eff"], s0["subtract"]
+
+        # y in a 56-bit field: frame bits [29:56]; the bits shifted below the frame are y's bits
+        # j < dist - 3, whose OR (the sticky bit) is formed from a mask beside the shifter.
+        y_field = Signal(56, name="y_field")
+        m.d.comb += y_field.eq(Cat(Const(0, 29), Const(0, 3), sig_y) >> dist_c)
+        lost = Cat(*(j + 3 < dist_c for j in range(len(sig_y))))
         y_frame = Signal(_FRAME, name="y_frame")
-        m.d.comb += y_frame.eq(y_field[32:59] | (y_field[0:32] != 0))
+        m.d.comb += y_frame.eq(y_field[29:56] | ((sig_y & lost) != 0))
         x_frame = Cat(Const(0, 3), sig_x)
 
-        subtract = x[31] != y[31]
         total = Signal(_FRAME + 1, name="total")
         m.d.comb += total.eq(Mux(subtract, x_frame - y_frame, x_frame + y_frame))
 
-        # Pipeline cut 1 (stages == 2): the aligned sum and what the second half needs.
+        # Pipeline cut 1 (stages >= 2): the aligned sum and what the second half needs.
         s1 = dict(special=special, special_val=special_val, total=total, exp=ex_eff,
                   sign=x[31], subtract=subtract)
-        if self.stages == 2:
-            regs = {}
-            for key, sig in s1.items():
-                reg = Signal.like(sig, name=f"{key}_r") if isinstance(sig, Signal) else \
-                    Signal(len(sig), name=f"{key}_r")
-                m.d.sync += reg.eq(sig)
-                regs[key] = reg
-            s1 = regs
+        if self.stages >= 2:
+            s1 = self._cut(m, s1, "r")
 
-        total = s1["total"]
         # Normalise: a carry out shifts right by one (folding the lost bit into sticky), else
-        # shift left by the leading zeros of the 27-bit frame.
-        lz, shifted = normalize(m, total[0:_FRAME], "lz")
+        # shift left by the leading zeros of the 27-bit frame. Pipeline cut 2 (stages == 4) sits
+        # inside the normaliser, after its first three shifts.
+        lz, shifted = normalize(m, s1["total"][0:_FRAME], "lz", cut=3 if self.stages == 4 else None)
+        s2 = dict(s1, zero=s1["total"] == 0)
+        if self.stages == 4:
+            s2 = self._cut(m, s2, "r2")
+        total = s2["total"]
         exp_in = Signal(signed(11), name="exp_in")
-        m.d.comb += exp_in.eq(s1["exp"])
+        m.d.comb += exp_in.eq(s2["exp"])
         norm = Signal(_FRAME, name="norm")
         exp_n = Signal(signed(11), name="exp_n")
         with m.If(total[_FRAME]):
@@ -194,25 +232,44 @@ class FP32Add(wiring.Component):
         guard = norm[2]
         rest = norm[0] | norm[1]
         up = guard & (rest | norm[3])
-        rounded = Signal(25, name="rounded")
-        m.d.comb += rounded.eq(norm[3:_FRAME] + up)
-        exp_r = Signal(signed(11), name="exp_r")
+        # A carry out of the rounding increment (the significand all ones) leaves a zero fraction
+        # and bumps the exponent: both exponents and their range checks are formed in parallel
+        # with the increment, and the carry only selects.
+        carry = up & (norm[3:_FRAME] == (1 << 24) - 1)
         frac_r = Signal(23, name="frac_r")
-        with m.If(rounded[24]):
-            m.d.comb += [exp_r.eq(exp_n + 1), frac_r.eq(rounded[1:24])]
+        m.d.comb += frac_r.eq(norm[3:_FRAME - 1] + up)
+        exp_n1 = Signal(signed(11), name="exp_n1")
+        with m.If(total[_FRAME]):
+            m.d.comb += exp_n1.eq(exp_in + 2)
         with m.Else():
-            m.d.comb += [exp_r.eq(exp_n), frac_r.eq(rounded[0:23])]
+            m.d.comb += exp_n1.eq(exp_in + 1 - lz)
+        exp_r = Signal(signed(11), name="exp_r")
+        m.d.comb += exp_r.eq(Mux(carry, exp_n1, exp_n))
+        # The range checks of exp_r, from the operand exponent E (1 .. 254: larger ones are
+        # special) and the shift: no subtraction on their path. A carry out of the alignment add
+        # gives E + 1 (+ 1 more on a rounding carry), which overflows from E = 254 (253); a left
+        # shift by lz gives E - lz (+ 1), which overflows only from E = 254, lz = 0, rounding
+        # carry, and underflows (<= 0) when E <= lz (E < lz).
+        e = s2["exp"][0:8]
+        e_small = e[5:8] == 0
+        over = Signal(name="over")
+        under = Signal(name="under")
+        with m.If(total[_FRAME]):
+            m.d.comb += over.eq(Mux(carry, e >= 253, e >= 254))
+        with m.Else():
+            m.d.comb += [over.eq(carry & (e == 254) & (lz == 0)),
+                         under.eq(e_small & Mux(carry, e[0:5] < lz, e[0:5] <= lz))]
 
         result = Signal(32, name="result")
-        sign = s1["sign"]
-        with m.If(s1["special"]):
-            m.d.comb += result.eq(s1["special_val"])
-        with m.Elif(total == 0):
+        sign = s2["sign"]
+        with m.If(s2["special"]):
+            m.d.comb += result.eq(s2["special_val"])
+        with m.Elif(s2["zero"]):
             # Exact zero: x + (-x) is +0 under RNE; equal signs keep their sign (-0 + -0 = -0).
-            m.d.comb += result.eq(Cat(Const(0, 31), sign & ~s1["subtract"]))
-        with m.Elif(exp_r >= 255):
+            m.d.comb += result.eq(Cat(Const(0, 31), sign & ~s2["subtract"]))
+        with m.Elif(over):
             m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
-        with m.Elif(exp_r <= 0):
+        with m.Elif(under):
             m.d.comb += result.eq(Cat(Const(0, 31), sign))  # FTZ, sign kept (spec §1.3)
         with m.Else():
             m.d.comb += result.eq(Cat(frac_r, exp_r[0:8], sign))
@@ -225,5 +282,5 @@ class FP32Add(wiring.Component):
 
 
 def make_fp32_add() -> FP32Add:
-    """The adder at the configuration the PE uses (2 stages), for ``mixdit verilog``."""
-    return FP32Add(stages=2)
+    """The adder at the configuration the PE uses (4 stages), for ``mixdit verilog``."""
+    return FP32Add(stages=4)

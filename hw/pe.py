@@ -33,17 +33,23 @@ Timing
 ------
 Let t be the cycle in which a group pair is valid on ``a_i``/``b_i`` and c = cycles_per_group.
 
-- cycles t+1 .. t+c: the multipliers run c steps on the registered operands;
-- cycle t+c+1: S is converted to FP32 (exact; spec §2.1);
-- cycles t+c+2 .. t+c+3: the two-stage FP32 adder adds it into the accumulator;
+- cycles t+1 .. t+c: the multiply steps issue on the registered operands; each step's products
+  pass a four-stage pipeline (operand select, 4x4 products, weighted signed terms, their sum), so
+  step t+i reaches the group-sum register in cycle t+i+4 and S is complete in cycle t+c+5;
+- cycles t+c+6 .. t+c+9: S is converted to FP32 in four stages (magnitude, two normaliser halves,
+  exponent and packing; exact, spec §2.1);
+- cycles t+c+10 .. t+c+13: the four-stage FP32 adder adds it into the accumulator;
 - for a group with ``last``: ``result.valid`` is high in cycle t + c + :data:`RESULT_LATENCY`
-  (``RESULT_LATENCY`` = 5).
+  (``RESULT_LATENCY`` = 14).
 
 So for a dot product fed back to back from cycle t0 (groups k = 0..G-1 with c_k cycles each),
-``result.valid`` rises in cycle ``t0 + sum(c_k) + 5``; the next dot product's first group may be
-valid at ``t0 + sum(c_k)``. An add is issued at most every 4 cycles and its sum is back in the
-accumulator 3 cycles later, so every add sees the previous group's sum: the result is the
-sequential FP32 accumulation of spec §2.1 bit for bit, whatever the mix of modes.
+``result.valid`` rises in cycle ``t0 + sum(c_k) + 14``; the next dot product's first group may be
+valid at ``t0 + sum(c_k)``. An add is issued at most every 4 cycles and its sum leaves the adder
+4 cycles later; an add issued in that very cycle takes the sum from the adder's output
+(forwarding), a later one from the accumulator, so every add sees the previous group's sum: the
+result is the sequential FP32 accumulation of spec §2.1 bit for bit, whatever the mix of modes.
+The pipeline is cut for the clock (README, "Timing after place and route"); it costs latency,
+not throughput.
 
 Throughput per group pair (spec §2.2): MX6 x MX6 4 cycles (each multiplier forms one 4x4
 product: 4 products per cycle), MX9 x MX6 and MX6 x MX9 8 cycles (two multipliers per product:
@@ -72,7 +78,8 @@ from .fp32 import CANONICAL_NAN, FP32Add, normalize
 from .layouts import TaggedGroup
 
 __all__ = [
-    "OPERAND", "OperandSignature", "ResultSignature", "PE", "cycles_per_group", "RESULT_LATENCY", "MULTIPLIERS",
+    "OPERAND", "OperandSignature", "ResultSignature", "PE", "cycles_per_group", "RESULT_LATENCY",
+    "MULTIPLIERS",
     "MODES_CPG", "make_pe", "make_pe_baseline",
 ]
 
@@ -84,15 +91,20 @@ OPERAND = data.StructLayout({"group": TaggedGroup, "last": unsigned(1)})
 OperandSignature = wiring.Signature({"valid": Out(1), "payload": Out(OPERAND)})
 #: The result bus: a valid strobe and an FP32 bit pattern.
 ResultSignature = wiring.Signature({"valid": Out(1), "payload": Out(32)})
-#: ``result.valid`` rises this many cycles after the last group's multiply steps end, i.e. in cycle
-#: t + cycles_per_group + RESULT_LATENCY for operands valid in cycle t.
-RESULT_LATENCY = 5
 #: Cycles per group of each operand-format pair (A x B), spec §2.2.
 MODES_CPG = {"mx6xmx6": 4, "mx9xmx6": 8, "mx6xmx9": 8, "mx9xmx9": 16}
 #: The multiplier organisations :class:`PE` can be built with.
 MULTIPLIERS = ("4x4", "8x8")
 
-_ADDER_STAGES = 2
+_ADDER_STAGES = 4
+# Cycles from a multiply step to its sum entering the group-sum register: operand select,
+# product, weighted term, sum of the step's terms.
+_MUL_DEPTH = 4
+#: ``result.valid`` rises this many cycles after the last group's multiply steps end, i.e. in cycle
+#: t + cycles_per_group + RESULT_LATENCY for operands valid in cycle t.
+#: The pipeline: the multiply pipeline (_MUL_DEPTH), the group-sum register, the conversion's
+#: four stages, the adder (_ADDER_STAGES) and the result register.
+RESULT_LATENCY = _MUL_DEPTH + 1 + 4 + _ADDER_STAGES + 1
 # |S| <= 16 * 127 * 127 * 4 < 2**21 (spec §2.1): 22 bits signed.
 _SUM_BITS = 22
 
@@ -224,10 +236,8 @@ class PE(wiring.Component):
             b_hi = Mux(a9, Const(k >> 1, 1), Const(k & 1, 1)) & b9
             x = Signal(4, name=f"mul{k}_a")
             y = Signal(4, name=f"mul{k}_b")
-            m.d.comb += [x.eq(Mux(a_hi, slot_a[4:7], slot_a[0:4])),
+            m.d.sync += [x.eq(Mux(a_hi, slot_a[4:7], slot_a[0:4])),
                          y.eq(Mux(b_hi, slot_b[4:7], slot_b[0:4]))]
-            prod = Signal(8, name=f"mul{k}_p")
-            m.d.comb += prod.eq(x * y)
             # Weight: nibble positions and 2^(2 - mu_a - mu_b) (spec §2.1); the subgroup of
             # multiplier k is microexponent bit k // 2 in MX6 x MX6, else bit 0.
             if k >= 2:
@@ -237,29 +247,39 @@ class PE(wiring.Component):
                 mu_a, mu_b = a_mu[0], b_mu[0]
             # 2 - mu_a - mu_b as (1 - mu_a) + (1 - mu_b): unsigned, so no sign extension.
             shift = Signal(4, name=f"mul{k}_sh")
-            m.d.comb += shift.eq(Cat(Const(0, 2), a_hi) + Cat(Const(0, 2), b_hi) + ~mu_a + ~mu_b)
-            neg = slot_a[7] ^ slot_b[7]
-            mag = Signal(_SUM_BITS, name=f"term{k}_mag")
-            m.d.comb += mag.eq(prod << shift)
-            # The signed term as a two's-complement bit pattern of the sum's width.
-            term = Signal(_SUM_BITS, name=f"term{k}")
-            m.d.comb += term.eq(Mux(neg, ~mag + 1, mag))
-            terms.append(term)
+            m.d.sync += shift.eq(Cat(Const(0, 2), a_hi) + Cat(Const(0, 2), b_hi) + ~mu_a + ~mu_b)
+            neg = Signal(name=f"mul{k}_neg")
+            m.d.sync += neg.eq(slot_a[7] ^ slot_b[7])
+            terms.append(self._term(m, x * y, shift, neg, f"{k}"))
+        return terms
+
+    @staticmethod
+    def _term(m: Module, product, shift, neg, name: str):
+        """Stages 2 and 3 of the multiply pipeline: the registered product, then the signed,
+        weighted term ``±(product << shift)`` as a two's-complement pattern of the sum's width."""
+        prod = Signal(len(product), name=f"mul{name}_p")
+        shift_r = Signal(len(shift), name=f"mul{name}_sh_r")
+        neg_r = Signal(name=f"mul{name}_neg_r")
+        m.d.sync += [prod.eq(product), shift_r.eq(shift), neg_r.eq(neg)]
+        mag = Signal(_SUM_BITS, name=f"term{name}_mag")
+        m.d.comb += mag.eq(prod << shift_r)
+        term = Signal(_SUM_BITS, name=f"term{name}")
+        m.d.sync += term.eq(Mux(neg_r, ~mag + 1, mag))
+        return term
         return terms
 
     def _mac_8x8(self, m: Module, step, a, b):
         """The baseline's one product per cycle from one 8x8 multiplier."""
         a_mag, a_sign, a_mu = self._operand_fields(m, a.word, a.fmt, "a")
         b_mag, b_sign, b_mu = self._operand_fields(m, b.word, b.fmt, "b")
-        prod = Signal(16, name="mul8_p")
-        m.d.comb += prod.eq(Array(a_mag)[step] * Array(b_mag)[step])
+        x = Signal(8, name="mul8_a")
+        y = Signal(8, name="mul8_b")
         shift = Signal(2, name="mul8_sh")
-        m.d.comb += shift.eq(2 - Array(a_mu)[step[1:4]] - Array(b_mu)[step[1:4]])
-        mag = Signal(19, name="term_mag")
-        m.d.comb += mag.eq(prod << shift)
-        term = Signal(signed(20), name="term")
-        m.d.comb += term.eq(Mux(Array(a_sign)[step] ^ Array(b_sign)[step], -mag, mag))
-        return [term]
+        neg = Signal(name="mul8_neg")
+        m.d.sync += [x.eq(Array(a_mag)[step]), y.eq(Array(b_mag)[step]),
+                     shift.eq(2 - Array(a_mu)[step[1:4]] - Array(b_mu)[step[1:4]]),
+                     neg.eq(Array(a_sign)[step] ^ Array(b_sign)[step])]
+        return [self._term(m, x * y, shift, neg, "8")]
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -282,52 +302,81 @@ class PE(wiring.Component):
         else:
             last_step = Const(GROUP_SIZE - 1, 4)
             terms = self._mac_8x8(m, step, a, b)
-        # The running sum is a two's-complement bit pattern (|S| < 2^21 never wraps): unsigned
-        # additions, the same bits as signed ones, cheaper for a simulator.
-        acc_s = Signal(_SUM_BITS, name="acc_s")
-        step_sum = Signal(_SUM_BITS, name="step_sum")
-        m.d.comb += step_sum.eq(Mux(step == 0, 0, acc_s) + sum(terms))
-
-        # Group-sum register feeding the conversion (spec §2.1).
-        s_valid = Signal(name="s_valid")
-        s_last = Signal(name="s_last")
-        s_nan = Signal(name="s_nan")
-        s_val = Signal(_SUM_BITS, name="s_val")  # two's complement
-        # Biased FP32 exponent of the value 1 * 2^(Ea + Eb - 254 - (ma-1) - (mb-1) - 2).
-        s_bexp = Signal(signed(11), name="s_bexp")
+        # What travels with a step down the multiply pipeline: valid, first and last step of
+        # the group pair, and the group's FP32 exponent, NaN flag and end of dot product (read at
+        # its last step, before the operand registers take the next pair).
         ma1 = Mux(a.fmt, MX9.mant_bits - 1, MX6.mant_bits - 1)
         mb1 = Mux(b.fmt, MX9.mant_bits - 1, MX6.mant_bits - 1)
         a_exp = a.word.mx9.exp
         b_exp = b.word.mx9.exp
         exp_sum = Signal(signed(11), name="exp_sum")
         m.d.comb += exp_sum.eq(a_exp + b_exp)
+        # Biased FP32 exponent of the value 1 * 2^(Ea + Eb - 254 - (ma-1) - (mb-1) - 2).
+        tag = dict(valid=active, first=step == 0, last_step=step == last_step, last=last,
+                   nan=(a_exp == NAN_EXP) | (b_exp == NAN_EXP),
+                   bexp=(exp_sum - EXP_BIAS - 2 - ma1 - mb1)[0:11])
+        tags = [tag]
+        for d in range(1, _MUL_DEPTH + 1):
+            regs = {k: Signal(len(v), name=f"m{d}_{k}") for k, v in tag.items()}
+            m.d.sync += [regs[k].eq(tags[-1][k]) for k in tag]
+            tags.append(regs)
+        # Stage 4: the sum of the step's terms (stage 3 registered them).
+        step_terms = Signal(_SUM_BITS, name="step_terms")
+        m.d.sync += step_terms.eq(sum(terms))
+        t = tags[_MUL_DEPTH]
+        # The running sum is a two's-complement bit pattern (|S| < 2^21 never wraps): unsigned
+        # additions, the same bits as signed ones, cheaper for a simulator.
+        acc_s = Signal(_SUM_BITS, name="acc_s")
+        step_sum = Signal(_SUM_BITS, name="step_sum")
+        m.d.comb += step_sum.eq(Mux(t["first"], 0, acc_s) + step_terms)
 
+        # Group-sum register feeding the conversion (spec §2.1).
+        s_valid = Signal(name="s_valid")
+        s_last = Signal(name="s_last")
+        s_nan = Signal(name="s_nan")
+        s_val = Signal(_SUM_BITS, name="s_val")  # two's complement
+        s_bexp = Signal(signed(11), name="s_bexp")
         m.d.sync += s_valid.eq(0)
+        with m.If(t["valid"]):
+            m.d.sync += acc_s.eq(step_sum)
+            with m.If(t["last_step"]):
+                m.d.sync += [s_valid.eq(1), s_last.eq(t["last"]), s_nan.eq(t["nan"]),
+                             s_val.eq(step_sum), s_bexp.eq(t["bexp"])]
         with m.If(active):
-            m.d.sync += [acc_s.eq(step_sum), step.eq(step + 1)]
+            m.d.sync += step.eq(step + 1)
             with m.If(step == last_step):
-                m.d.sync += [
-                    active.eq(0),
-                    s_valid.eq(1),
-                    s_last.eq(last),
-                    s_nan.eq((a_exp == NAN_EXP) | (b_exp == NAN_EXP)),
-                    s_val.eq(step_sum),
-                    s_bexp.eq(exp_sum - EXP_BIAS - 2 - ma1 - mb1),
-                ]
+                m.d.sync += active.eq(0)
 
-        # Conversion of S to FP32: exact in the normal range; a value below 2^-126 is a subnormal
-        # or an underflow, flushed to signed zero (S has at most 21 bits, so no RNE step can reach
-        # 2^-126 from below); overflow gives Inf (spec §2.1).
-        sign = s_val[-1]
-        mag = Signal(_SUM_BITS - 1, name="s_mag")
-        m.d.comb += mag.eq(Mux(sign, ~s_val + 1, s_val))
-        lz, norm = normalize(m, mag, "s_lz")
+        # Conversion of S to FP32 in four stages (magnitude; normaliser's first two shifts; its
+        # last three; exponent and packing): exact in the normal range; a value below 2^-126 is a
+        # subnormal or an underflow, flushed to signed zero (S has at most 21 bits, so no RNE step
+        # can reach 2^-126 from below); overflow gives Inf (spec §2.1).
+        c_valid = Signal(name="c_valid")
+        c_mag = Signal(_SUM_BITS - 1, name="c_mag")
+        c = dict(last=s_last, nan=s_nan, sign=s_val[-1], bexp=s_bexp)
+        c1 = {k: Signal(len(v), name=f"c1_{k}") for k, v in c.items()}
+        m.d.sync += [c_valid.eq(s_valid), c_mag.eq(Mux(s_val[-1], ~s_val + 1, s_val))]
+        m.d.sync += [c1[k].eq(v) for k, v in c.items()]
+        n_valid = Signal(name="n_valid")
+        c2 = {k: Signal(len(v), name=f"c2_{k}") for k, v in c1.items()}
+        c2["zero"] = Signal(name="c2_zero")
+        m.d.sync += [n_valid.eq(c_valid), c2["zero"].eq(c_mag == 0)]
+        m.d.sync += [c2[k].eq(c1[k]) for k in c1]
+        lz_c, norm_c = normalize(m, c_mag, "s_lz", cut=2)
+        q_valid = Signal(name="q_valid")
+        c3 = {k: Signal(len(v), name=f"c3_{k}") for k, v in c2.items()}
+        lz = Signal.like(lz_c, name="c3_lz")
+        norm = Signal.like(norm_c, name="c3_norm")
+        m.d.sync += [q_valid.eq(n_valid), lz.eq(lz_c), norm.eq(norm_c)]
+        m.d.sync += [c3[k].eq(c2[k]) for k in c2]
+        c2 = c3
+        sign = c2["sign"]
         bexp = Signal(signed(12), name="p_bexp")
-        m.d.comb += bexp.eq(s_bexp + (_SUM_BITS - 2) - lz)
+        m.d.comb += bexp.eq(c2["bexp"].as_signed() + (_SUM_BITS - 2) - lz)
         p_word = Signal(32, name="p_word")
-        with m.If(s_nan):
+        with m.If(c2["nan"]):
             m.d.comb += p_word.eq(CANONICAL_NAN)
-        with m.Elif(mag == 0):
+        with m.Elif(c2["zero"]):
             m.d.comb += p_word.eq(0)
         with m.Elif(bexp >= 255):
             m.d.comb += p_word.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
@@ -339,20 +388,25 @@ class PE(wiring.Component):
         p_valid = Signal(name="p_valid")
         p_last = Signal(name="p_last")
         p_val = Signal(32, name="p_val")
-        m.d.sync += [p_valid.eq(s_valid), p_last.eq(s_last), p_val.eq(p_word)]
+        m.d.sync += [p_valid.eq(q_valid), p_last.eq(c2["last"]), p_val.eq(p_word)]
 
         # Accumulate: one FP32 add per group (spec §1.3). `fresh` makes the first add of a dot
-        # product use +0.0, so acc = +0.0 + P0 exactly as the golden model starts.
+        # product use +0.0, so acc = +0.0 + P0 exactly as the golden model starts. The adder
+        # takes _ADDER_STAGES cycles and adds are 4 or more cycles apart: an add issued the cycle
+        # its predecessor's sum leaves the adder takes that sum directly (forwarding), so every
+        # add sees the previous group's sum.
         adder = m.submodules.adder = FP32Add(stages=_ADDER_STAGES)
         acc = Signal(32, name="acc")
         fresh = Signal(init=1, name="fresh")
-        m.d.comb += [adder.a.eq(Mux(fresh, 0, acc)), adder.b.eq(p_val)]
         add_valid = Signal(_ADDER_STAGES, name="add_valid")
         add_last = Signal(_ADDER_STAGES, name="add_last")
+        done = add_valid[-1]
+        m.d.comb += [adder.a.eq(Mux(Mux(done, add_last[-1], fresh), 0, Mux(done, adder.o, acc))),
+                     adder.b.eq(p_val)]
         m.d.sync += [add_valid.eq(Cat(p_valid, add_valid[:-1])),
                      add_last.eq(Cat(p_last, add_last[:-1]))]
         m.d.sync += self.result.valid.eq(0)
-        with m.If(add_valid[-1]):
+        with m.If(done):
             m.d.sync += [acc.eq(adder.o), fresh.eq(add_last[-1])]
             with m.If(add_last[-1]):
                 m.d.sync += [self.result.payload.eq(adder.o), self.result.valid.eq(1)]
@@ -360,8 +414,9 @@ class PE(wiring.Component):
         # Clear drops what is in flight; operands arriving now still start (statements below
         # come later and win).
         with m.If(self.clear):
-            m.d.sync += [active.eq(0), s_valid.eq(0), p_valid.eq(0), add_valid.eq(0),
-                         fresh.eq(1)]
+            m.d.sync += [active.eq(0), s_valid.eq(0), c_valid.eq(0), n_valid.eq(0),
+                         q_valid.eq(0), p_valid.eq(0), add_valid.eq(0), fresh.eq(1)]
+            m.d.sync += [tags[d]["valid"].eq(0) for d in range(1, _MUL_DEPTH + 1)]
         with m.If(self.a_i.valid):
             m.d.sync += [active.eq(1), step.eq(0)]
         return m

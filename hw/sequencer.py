@@ -36,7 +36,7 @@ skewed mesh (:class:`hw.array.SkewedMesh`) the next cycle; the next step may be 
 ``cycles_per_group`` cycles later (spec §2.2), also across tiles, so the PEs never idle while
 operands are available. The last step of a tile carries ``last``: each PE's result lands in its
 shadow register while its accumulator starts the next tile. Row r of tile t lands in cycle
-``X_t + c_last + C + 5 + r`` (``X_t`` the issue cycle of tile t's last step; PE (r, C-1) is the
+``X_t + c_last + C + RESULT_LATENCY + r`` (``X_t`` the issue cycle of tile t's last step; PE (r, C-1) is the
 last of the row), and is written into the output buffer in that very cycle.
 
 Two rules keep every result: the last steps of two tiles are issued at least

@@ -28,7 +28,7 @@ def golden_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return to_bits(fp32_add(from_bits(a), from_bits(b)))
 
 
-def rtl_bits(a: np.ndarray, b: np.ndarray, stages: int = 2) -> np.ndarray:
+def rtl_bits(a: np.ndarray, b: np.ndarray, stages: int = 4) -> np.ndarray:
     """Sums (uint32) computed by :class:`FP32Add` in Amaranth's simulator, one pair per cycle."""
     dut = FP32Add(stages=stages)
     a = [int(v) for v in np.asarray(a, dtype=np.uint32)]
@@ -55,7 +55,7 @@ def rtl_bits(a: np.ndarray, b: np.ndarray, stages: int = 2) -> np.ndarray:
     return np.array(out, dtype=np.uint32)
 
 
-def check(a, b, stages: int = 2) -> None:
+def check(a, b, stages: int = 4) -> None:
     """Assert the RTL and golden sums agree bit for bit, naming the first mismatch."""
     a = np.asarray(a, dtype=np.uint32)
     b = np.asarray(b, dtype=np.uint32)
@@ -73,7 +73,7 @@ def random_normals(rng: np.random.Generator, n: int, exp_lo: int = 1, exp_hi: in
     return sign | exp | frac
 
 
-@pytest.mark.parametrize("stages", [0, 1, 2])
+@pytest.mark.parametrize("stages", [0, 1, 2, 3, 4])
 def test_special_pairings(stages):
     """Every ordered pairing of zeros, subnormals, extreme normals, infinities and NaNs."""
     sp = np.array(SPECIALS, dtype=np.uint32)
@@ -171,4 +171,4 @@ def test_random_large():
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rejects_bad_stages():
     with pytest.raises(ValueError, match="stages"):
-        FP32Add(stages=3)
+        FP32Add(stages=5)

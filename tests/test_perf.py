@@ -15,6 +15,11 @@ import pytest
 
 from golden.perf import accelerator, gpu, workloads
 from golden.perf.workloads import Gemm
+from hw.pe import RESULT_LATENCY
+
+# The fill and drain beyond C + rows_L (hw/cycles.py): command-to-step 1, issue register 1, the
+# PE's result latency, the output buffer 2, less 1 for counting both ends.
+FILL = 1 + 1 + RESULT_LATENCY + 2 - 1
 
 
 def mixdit(*args):
@@ -52,13 +57,13 @@ def _one_array(m, k, n, a_fmts, w_fmts, rows, cols):
 
 
 def test_one_array_formula_by_hand():
-    # hw/cycles.py: S + (T - 1) * max(S, max(R, C)) + C + rows_L + 8.
+    # hw/cycles.py: S + (T - 1) * max(S, max(R, C)) + C + rows_L + FILL.
     # 2 x 1 tiles of 16x16, K = 48: MX6, MX6, MX9 groups against MX6: S = 4 + 4 + 8 = 16.
-    assert _one_array(32, 48, 16, ["mx6", "mx6", "mx9"], "mx6", 16, 16) == 16 + 16 + 16 + 16 + 8
+    assert _one_array(32, 48, 16, ["mx6", "mx6", "mx9"], "mx6", 16, 16) == 16 + 16 + 16 + 16 + FILL
     # K = 16 in MX6: S = 4, the second tile waits for the 16-cycle period.
-    assert _one_array(32, 16, 16, "mx6", "mx6", 16, 16) == 4 + 16 + 16 + 16 + 8
+    assert _one_array(32, 16, 16, "mx6", "mx6", 16, 16) == 4 + 16 + 16 + 16 + FILL
     # 3 x 2 tiles (M = 33: one row in the last tile row), K = 80 in MX9 x MX9: S = 80.
-    assert _one_array(33, 80, 17, "mx9", "mx9", 16, 16) == 80 + 5 * 80 + 16 + 1 + 8
+    assert _one_array(33, 80, 17, "mx9", "mx9", 16, 16) == 80 + 5 * 80 + 16 + 1 + FILL
 
 
 def _array_test_cases():
@@ -155,8 +160,8 @@ def test_compute_bound_gemm_by_hand():
     cfg = accelerator.AcceleratorConfig(arrays=4, dram_bytes_per_s=1e15)
     g = Gemm("x", "linear", 64, 64, 64)       # 16 tiles over 4 arrays, 4 groups MX6: S = 16
     t = accelerator.gemm_latency(g, accelerator.FP_MX6, cfg)
-    # Each array: 4 tiles of 16 cycles, then C + R + 8 of fill and drain.
-    assert t.cycles == 4 * 16 + 16 + 16 + 8 and t.bound == "compute"
+    # Each array: 4 tiles of 16 cycles, then C + R + FILL of fill and drain.
+    assert t.cycles == 4 * 16 + 16 + 16 + FILL and t.bound == "compute"
     assert t.compute_s == pytest.approx(t.cycles / 500e6)
 
 
