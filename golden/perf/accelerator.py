@@ -5,7 +5,7 @@ Three levels:
 1. :func:`group_cycles`: cycles of one PE per K group pair, 4 / 8 / 16 (spec §2.2).
 2. :func:`array_gemm_cycles`: the exact cycles of one R x C array for an ``M x K x N`` GEMM with
    per-group precisions, as the RTL runs it: :func:`hw.cycles.gemm_cycles` of the systolic array
-   issue, imported, ``S + (T - 1) * max(S, max(R, C)) + C + rows_L + 17`` with ``S = sum_k c_k``
+   issue, imported, ``S + (T - 1) * max(S, max(R, C)) + C + rows_L + FIXED_OVERHEAD`` with ``S = sum_k c_k``
    (``cbar * Kg`` of spec §3) and ``T`` tiles: spec §3's target, fill and drain paid once.
 3. :func:`gemm_latency` and :func:`workload_latency`: the paper's configuration (Table II: 1024
    arrays of 16 x 16 PEs at 500 MHz, 936 GB/s, 28 MB on chip). A GEMM's output tiles are spread
@@ -39,7 +39,8 @@ GROUP_CYCLES = {("mx6", "mx6"): 4, ("mx6", "mx9"): 8, ("mx9", "mx6"): 8, ("mx9",
 
 #: Which per-array cycle formula the model uses (reported by ``mixdit perf``).
 CYCLE_MODEL = ("hw.cycles.gemm_cycles (the RTL's exact count): "
-               "S + (T-1)*max(S, max(R,C)) + C + rows_L + 17, tiles dealt over the arrays")
+               "S + (T-1)*max(S, max(R,C)) + C + rows_L + FIXED_OVERHEAD (the fill and drain, "
+               "17 with the pipelined PE), tiles dealt over the arrays")
 
 
 def group_cycles(fmt_a: str, fmt_w: str) -> int:
@@ -255,7 +256,7 @@ def repetition_cycles(tiles: Sequence[tuple[int, int]], m: int,
 
     The busiest array runs its tiles back to back, each taking ``P = max(S, max(R, C))``
     (:func:`_spread_cycles`), then pays the RTL's fill and drain once:
-    ``busy + (S - P) + C + rows_L + 17``, with the last tile's ``S`` and ``rows_L`` the rows of
+    ``busy + (S - P) + C + rows_L + FIXED_OVERHEAD``, with the last tile's ``S`` and ``rows_L`` the rows of
     the GEMM's last tile row. On one array this is :func:`hw.cycles.gemm_cycles` exactly
     (``tests/test_perf.py`` checks it on the array tests' shapes and mixes); on many arrays
     ``rows_L`` is taken as ``min(R, M)``, the busiest array's last tile being a full one.
