@@ -41,6 +41,7 @@ COMMANDS = (
     "sim.commands.tune",
     "sim.commands.gemm",
     "sim.commands.simulate_layer",
+    "sim.commands.simulate_model",
 )
 
 

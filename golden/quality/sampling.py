@@ -64,7 +64,7 @@ from ..mx import MXTensor, quantize
 __all__ = ["Scheme", "FakeQuant", "QUANTIZERS", "SCHEMES", "TABLE_I", "MIXDIT",
            "register_scheme", "evaluate_keys", "load_extensions", "EXTENSIONS", "mixdit_scheme",
            "mx_matmul_batched", "Calibration", "calibrate", "QuantizedDiT", "sample", "evaluate",
-           "EvalResult", "eval_labels", "cache_key", "EMULATIONS", "METHOD_KINDS"]
+           "EvalResult", "eval_labels", "cache_key", "EMULATIONS", "METHOD_KINDS", "GemmHook"]
 
 
 @dataclass(frozen=True)
@@ -339,14 +339,24 @@ def calibrate(model, labels: Sequence[int], seeds: Sequence[int], guidance: floa
     return Calibration(sums, heads)
 
 
+#: The signature of a GEMM hook (:class:`QuantizedDiT`'s ``gemm``): ``gemm(name, step, a, w)``
+#: gets the quantized operands of one accelerator GEMM, ``a`` ``[..., M, G]`` and ``w``
+#: ``[..., N, G]`` with the same leading axes (none for a linear layer; the images for one
+#: head's ``"blocks.3.attn.head1.qk"`` and ``"blocks.3.attn.head1.pv"``), and returns
+#: ``[..., M, N]`` float32, which the model then uses instead of the golden GEMM's result.
+GemmHook = Callable[[str, int, MXTensor, MXTensor], np.ndarray]
+
+
 class _MXLinear:
     """``x @ W^T + b`` with A and W in MX and the golden GEMM (bias added on the host in FP32)."""
 
     def __init__(self, name: str, weight: np.ndarray, bias: np.ndarray, scheme: Scheme,
-                 calib: "Calibration | None", step: _Step, emulation: str) -> None:
+                 calib: "Calibration | None", step: _Step, emulation: str,
+                 gemm: "GemmHook | None" = None) -> None:
         self.name, self.w, self.b, self.scheme, self.calib, self.step = (
             name, weight, bias, scheme, calib, step)
-        self.exact = emulation == "exact"
+        self.exact = emulation == "exact" or gemm is not None
+        self.gemm = gemm
         self._wq: dict = {}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -364,7 +374,9 @@ class _MXLinear:
             wq = quantize(w, sc.w)
             self._wq[key] = wq if self.exact else np.ascontiguousarray(wq.dequantize().T)
         a = quantize(flat if perm is None else flat[:, perm], a_fmts)
-        if self.exact:
+        if self.gemm is not None:
+            y = self.gemm(self.name, self.step.index, a, self._wq[key]) + self.b
+        elif self.exact:
             y = mx_matmul(a, self._wq[key]) + self.b
         else:
             y = a.dequantize() @ self._wq[key] + self.b
@@ -378,19 +390,22 @@ def _fake_linear(weight: np.ndarray, bias: np.ndarray, scheme: Scheme) -> Callab
 
 
 def _attention_pair(name: str, scheme: Scheme, calib: "Calibration | None", step: _Step,
-                    emulation: str):
+                    emulation: str, gemm: "GemmHook | None" = None):
     """The Q K^T and P V callables of one attention layer, on torch tensors ``[B, H, m, k]``
     and ``[B, H, k, n]``."""
     import torch
 
-    def mx(a: np.ndarray, bt: np.ndarray, heads_fmt: list[str]) -> np.ndarray:
+    def mx(a: np.ndarray, bt: np.ndarray, heads_fmt: list[str], product: str) -> np.ndarray:
         # a [B, H, M, K]; bt [B, H, K, N] -> B operand [B, H, N, K] grouped along K.
         b = np.ascontiguousarray(np.swapaxes(bt, -1, -2))
         out = np.empty(a.shape[:-1] + (b.shape[-2],), dtype=np.float32)
         for fmt in sorted(set(heads_fmt)):
             idx = [h for h, f in enumerate(heads_fmt) if f == fmt]
             qa, qb = quantize(a[:, idx], fmt), quantize(b[:, idx], fmt)
-            if emulation == "exact":
+            if gemm is not None:
+                for j, h in enumerate(idx):
+                    out[:, h] = gemm(f"{name}.head{h}.{product}", step.index, qa[:, j], qb[:, j])
+            elif emulation == "exact":
                 out[:, idx] = mx_matmul_batched(qa, qb)
             else:
                 out[:, idx] = np.matmul(qa.dequantize(), np.swapaxes(qb.dequantize(), -1, -2))
@@ -403,21 +418,23 @@ def _attention_pair(name: str, scheme: Scheme, calib: "Calibration | None", step
         qb = op(np.ascontiguousarray(np.swapaxes(bt, -1, -2)))
         return np.matmul(qa, np.swapaxes(qb, -1, -2)).astype(np.float32)
 
-    def wrap(a: "torch.Tensor", bt: "torch.Tensor") -> "torch.Tensor":
-        an = a.detach().float().numpy()
-        bn = bt.detach().float().numpy()
-        if scheme.kind == "mx":
-            h = an.shape[1]
-            if scheme.is_mixdit:
-                fmts = calib.head_formats(name, step.index, scheme.p2)
+    def wrap(product: str):
+        def matmul(a: "torch.Tensor", bt: "torch.Tensor") -> "torch.Tensor":
+            an = a.detach().float().numpy()
+            bn = bt.detach().float().numpy()
+            if scheme.kind == "mx":
+                h = an.shape[1]
+                if scheme.is_mixdit:
+                    fmts = calib.head_formats(name, step.index, scheme.p2)
+                else:
+                    fmts = [scheme.a] * h
+                out = mx(an, bn, fmts, product)
             else:
-                fmts = [scheme.a] * h
-            out = mx(an, bn, fmts)
-        else:
-            out = fake(an, bn)
-        return torch.from_numpy(out)
+                out = fake(an, bn)
+            return torch.from_numpy(out)
+        return matmul
 
-    return wrap, wrap
+    return wrap("qk"), wrap("pv")
 
 
 def _torch_module(fn: Callable):
@@ -446,16 +463,21 @@ class QuantizedDiT:
         operands dequantized (exactly, spec §1.1) and multiplied by a float32 BLAS matmul, which
         differs from the accelerator only in the FP32 accumulation order (about 40x faster;
         ``tests/test_quality.py`` bounds the difference).
+    gemm : GemmHook, optional
+        MX schemes: called for every accelerator GEMM instead of the golden GEMM (whatever the
+        emulation); :mod:`sim.model` runs them on the RTL through it.
     """
 
     def __init__(self, model, scheme: Scheme, calib: "Calibration | None" = None,
-                 emulation: str = "fake") -> None:
+                 emulation: str = "fake", gemm: "GemmHook | None" = None) -> None:
         import copy
 
         from ..dit import replace_linears, set_attention_matmuls
 
         if emulation not in EMULATIONS:
             raise ValueError(f"emulation must be one of {EMULATIONS}, not {emulation!r}")
+        if gemm is not None and scheme.kind != "mx":
+            raise ValueError(f"a GEMM hook needs an MX scheme, not {scheme.kind!r}")
         if scheme.is_mixdit and calib is None:
             raise ValueError("MixDiT needs a calibration (channel orders and head scores)")
         self.step = _Step()
@@ -473,12 +495,13 @@ class QuantizedDiT:
             w = lin.weight.detach().float().numpy().copy()
             b = lin.bias.detach().float().numpy().copy()
             if scheme.kind == "mx":
-                return _torch_module(_MXLinear(name, w, b, scheme, calib, self.step, emulation))
+                return _torch_module(_MXLinear(name, w, b, scheme, calib, self.step, emulation,
+                                               gemm))
             return _torch_module(_fake_linear(w, b, scheme))
 
         replace_linears(self.model, linear)
         set_attention_matmuls(self.model, lambda name: _attention_pair(name, scheme, calib,
-                                                                       self.step, emulation))
+                                                                       self.step, emulation, gemm))
 
     def on_step(self, index: int, _t: int) -> None:
         """The sampler's ``on_step`` callback: the reordering tables are per timestep."""
@@ -488,8 +511,10 @@ class QuantizedDiT:
 def sample(model, scheme: Scheme, labels: Sequence[int], seeds: Sequence[int],
            calib: "Calibration | None" = None, guidance: float = 2.0, num_steps: int = 25,
            batch: int = 100, progress: "Callable[[int], None] | None" = None,
-           emulation: str = "fake") -> np.ndarray:
+           emulation: str = "fake", gemm: "GemmHook | None" = None) -> np.ndarray:
     """Class-conditional samples ``[n, C, H, W]`` of ``model`` under ``scheme`` (DDIM, CFG).
+
+    ``gemm`` replaces every accelerator GEMM (see :class:`QuantizedDiT`).
 
     NumPy's BLAS runs on one thread here: its small matmuls spent most of their time spinning at
     thread barriers on a loaded two-core machine (8.4 ms of CPU against 0.66 ms single-threaded
@@ -499,7 +524,7 @@ def sample(model, scheme: Scheme, labels: Sequence[int], seeds: Sequence[int],
 
     from ..dit import ddim_sample
 
-    q = QuantizedDiT(model, scheme, calib, emulation)
+    q = QuantizedDiT(model, scheme, calib, emulation, gemm)
     out = []
     with threadpool_limits(1):
         for start in range(0, len(labels), batch):

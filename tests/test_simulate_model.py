@@ -1,0 +1,293 @@
+"""``mixdit simulate-model`` and its cluster machinery (sim/shard.py, sim/cluster.py,
+sim/model.py): a whole sampling run of the shipped DiT on the RTL, sharded on Dask.
+
+Quick cases: a 4 x 4 array under Verilator, a ``LocalCluster`` of 2 workers, 2 DDIM steps of the
+shipped digits DiT for one class (2 images with the CFG batch). The run is killed once and
+started again (it must reuse the finished tasks and end with the same bits), and one worker
+process is killed during the second run (a retry, never a wrong or missing result). The final
+RTL image is compared bit for bit with a golden run made here, by the sampler with the golden
+GEMM, independently of the command. The full 25-step run on the default 16 x 16 array is slow.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from golden import gemm, mx
+from golden.dit.checkpoint import CHECKPOINT_PATH, load_model
+from sim.cli import main
+from sim.harness import simulator_missing
+from sim.layer import array_config
+from sim.shard import (ShardResult, assemble, cached, column_ranges, shards, store,
+                       task_key)
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_verilator = pytest.mark.skipif(simulator_missing("verilator") is not None,
+                                     reason="no Verilator (scripts/install-tools.sh, make venv)")
+QUICK = ["--steps", "2", "--rows", "4", "--cols", "4", "--classes", "3", "--seeds", "0",
+         "--calib-samples", "4"]
+
+
+def _random_mx(rng, shape, fmt="mx6"):
+    return mx.quantize(rng.standard_normal(shape).astype(np.float32), fmt)
+
+
+@pytest.mark.parametrize("n,cols,parts", [(1, 4, 1), (16, 4, 2), (17, 4, 2), (384, 16, 3),
+                                           (40, 16, 8), (100, 4, 7), (5, 16, 4)])
+def test_column_ranges_cover_whole_tiles(n, cols, parts):
+    ranges = column_ranges(n, cols, parts)
+    tiles = -(-n // cols)
+    assert len(ranges) == min(parts, tiles)
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    for (a0, a1), (b0, _) in zip(ranges, ranges[1:]):
+        assert a1 == b0 and a1 % cols == 0
+    widths = [-(-(b - a) // cols) for a, b in ranges]
+    assert max(widths) - min(widths) <= 1
+
+
+def test_column_ranges_reject_nonsense():
+    for bad in ((0, 4, 1), (4, 0, 1), (4, 4, 0)):
+        with pytest.raises(ValueError):
+            column_ranges(*bad)
+
+
+def test_task_key_follows_every_operand_bit_and_the_build():
+    seed = 11
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    a, w = _random_mx(rng, (8, 32)), _random_mx(rng, (12, 32))
+    key = task_key(a, w, "b1")
+    assert task_key(a, w, "b1") == key
+    assert task_key(a, w, "b2") != key
+    a2 = mx.MXTensor(a.exp, a.micro, a.sign, a.mant.copy(), a.fmt, a.length)
+    a2.mant[3, 1, 5] ^= 1
+    assert task_key(a2, w, "b1") != key
+    assert task_key(a, mx.quantize(np.zeros((12, 32), np.float32), "mx9"), "b1") != key
+
+
+def test_cache_round_trip_and_a_torn_entry_is_a_miss(tmp_path):
+    c = np.arange(12, dtype=np.float32).reshape(3, 4)
+    store("ab" * 12, ShardResult(c, 77, 0.5, False, "h"), tmp_path)
+    hit = cached("ab" * 12, tmp_path)
+    assert hit.cached and hit.cycles == 77
+    assert np.array_equal(hit.c.view(np.uint32), c.view(np.uint32))
+    (tmp_path / "cd" / f"{'cd' * 12}.npz").parent.mkdir()
+    (tmp_path / "cd" / f"{'cd' * 12}.npz").write_bytes(b"PK\x03\x04 torn")
+    assert cached("cd" * 12, tmp_path) is None
+    assert cached("ef" * 12, tmp_path) is None
+    assert not list(tmp_path.rglob(".*")), "a temporary file was left behind"
+
+
+def test_assemble_puts_every_column_back_and_refuses_gaps():
+    rng = np.random.default_rng(3)
+    a, w = _random_mx(rng, (4, 16)), _random_mx(rng, (10, 16))
+    cfg = array_config(4, 4)
+    parts = shards(a, w, cfg, 3, "b")
+    assert [(s.n0, s.n1) for s in parts] == [(0, 4), (4, 8), (8, 10)]
+    ref = gemm.mx_matmul(a, w)
+    got = assemble([(s, ShardResult(gemm.mx_matmul(a, s.w), 0, 0, False, "h")) for s in parts],
+                   4, 10)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    with pytest.raises(ValueError, match="no shard"):
+        assemble([(s, ShardResult(gemm.mx_matmul(a, s.w), 0, 0, False, "h"))
+                  for s in parts[:2]], 4, 10)
+
+
+@needs_verilator
+def test_shard_runner_survives_a_killed_worker(tmp_path):
+    """A worker killed while it holds a task costs a retry; every result stays exact."""
+    from sim import harness
+    from sim.cluster import Progress, ShardRunner, connect
+
+    seed = int(os.environ.get("MIXDIT_TEST_SEED", "5"))
+    print(f"seed {seed} (MIXDIT_TEST_SEED replays it)")
+    rng = np.random.default_rng(seed)
+    cfg = array_config(4, 4)
+    build_id = harness.build(cfg, "verilator").directory.name
+    a, w = _random_mx(rng, (8, 64)), _random_mx(rng, (32, 64), "mx9")
+    parts = shards(a, w, cfg, 8, build_id)
+    with connect(2) as client:
+        runner = ShardRunner(client, cfg, "verilator", Progress(len(parts), every_s=1e9),
+                             cache=tmp_path, hold_s=1.0)
+        before = client.run(os.getpid)
+        out: dict = {}
+        thread = threading.Thread(target=lambda: out.setdefault(
+            "res", runner.run([[s] for s in parts], "random GEMM")))
+        thread.start()
+        victim = None
+        for _ in range(200):
+            busy = [addr for addr, keys in client.processing().items() if keys]
+            if busy:
+                victim = busy[0]
+                break
+            time.sleep(0.05)
+        assert victim is not None, "no worker took a task"
+        os.kill(before[victim], signal.SIGKILL)
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+        after = client.run(os.getpid)
+    assert before[victim] not in after.values(), "the killed worker is still there"
+    got = assemble([(s, r[0]) for s, r in zip(parts, out["res"])], 8, 32)
+    ref = gemm.mx_matmul(a, w)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+
+
+def _golden_image(classes, seeds, steps, calib_path):
+    """The sampler with the golden GEMM: what the RTL image must equal."""
+    from golden.quality.sampling import Calibration, mixdit_scheme, sample
+
+    model = load_model(CHECKPOINT_PATH)
+    calib = Calibration.load(calib_path)
+    labels = [c for c in classes for _ in seeds]
+    return sample(model, mixdit_scheme(0.05, 0.2), labels, [s for _ in classes for s in seeds],
+                  calib, 2.0, steps, emulation="exact")
+
+
+def _start(tmp_path, tasks, name):
+    cmd = [sys.executable, "-m", "sim.cli", "simulate-model", *QUICK, "--workers", "2",
+           "--tasks-dir", str(tasks), "--cache-dir", str(tmp_path / "calib"),
+           "--out", str(tmp_path / name), "--json", str(tmp_path / f"{name}.json")]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def _entries(tasks: Path) -> int:
+    return len(list(tasks.glob("*/*.npz")))
+
+
+def _wait_for(pred, proc, timeout=120.0):
+    t0 = time.monotonic()
+    while not pred():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended early (rc {proc.returncode}): "
+                                 f"{proc.stderr.read()[-2000:]}")
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("timed out waiting for the run")
+        time.sleep(0.1)
+
+
+def _worker_processes(pid: int) -> list:
+    """The Dask worker processes of the run ``pid`` (a LocalCluster's nannies live in the
+    run's own process and spawn one child process per worker)."""
+    import psutil
+
+    return [p for p in psutil.Process(pid).children()
+            if "spawn_main" in " ".join(p.cmdline())]
+
+
+@needs_verilator
+def test_model_run_killed_rerun_and_worker_killed(tmp_path):
+    tasks = tmp_path / "tasks"
+    # Run 1: killed (the whole process group, SIGKILL) once it has finished 40 GEMM runs.
+    first = _start(tmp_path, tasks, "first")
+    try:
+        _wait_for(lambda: _entries(tasks) >= 40, first)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    done_before = _entries(tasks)
+    assert not (tmp_path / "first.json").exists()
+
+    # Run 2: starts again; one worker process is killed once new tasks run.
+    second = _start(tmp_path, tasks, "second")
+    try:
+        _wait_for(lambda: _entries(tasks) >= done_before + 10, second)
+        victims = _worker_processes(second.pid)
+        assert victims, "found no worker process to kill"
+        victims[0].send_signal(signal.SIGKILL)
+        out, err = second.communicate(timeout=240)
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+    assert second.returncode == 0, err[-3000:]
+    rep = json.loads((tmp_path / "second.json").read_text())
+    assert rep["bit_exact"] is True and rep["image_bit_exact"] is True
+    assert rep["workers"] == 2 and rep["steps"] == 2
+    # 6 blocks x 2 steps x (qkv, proj, fc1, fc2 and 4 heads x 2 products)
+    assert rep["gemms"] == 6 * 2 * (4 + 8)
+    assert rep["tasks_cached"] >= done_before
+    assert rep["cycles"] > rep["model_cycles"] > 0
+    assert "harness runs" in err
+    calib = next((tmp_path / "calib").glob("calib-*.npz"))
+    want = _golden_image([3], [0], 2, calib)
+    got = np.load(tmp_path / "second" / "images.npz")
+    assert np.array_equal(got["rtl"].view(np.uint32), want.view(np.uint32))
+    assert np.array_equal(got["golden"].view(np.uint32), want.view(np.uint32))
+    assert not np.array_equal(got["fp32"].view(np.uint32), want.view(np.uint32))
+    for name in ("rtl", "golden", "fp32"):
+        assert (tmp_path / "second" / f"{name}.png").stat().st_size > 0
+
+
+@needs_verilator
+@pytest.mark.parametrize("index,needle", [(0, "step 0, blocks.0.attn.qkv: "),
+                                          (1, "step 0, blocks.0.attn.head")])
+def test_one_flipped_bit_is_exit_1_naming_step_gemm_and_element(tmp_path, capsys, monkeypatch,
+                                                               index, needle):
+    monkeypatch.setenv("MIXDIT_TEST_FLIP_RTL", f"{index},1,2,7")
+    rc = main(["simulate-model", "--steps", "1", "--rows", "4", "--cols", "4", "--blocks", "0",
+               "--calib-samples", "2", "--workers", "1", "--tasks-dir", str(tmp_path / "t"),
+               "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    line = [x for x in err.splitlines() if "CHECK FAILED" in x]
+    assert len(line) == 1 and needle in line[0], err
+    assert "differ in 1 of" in line[0]
+    element = "C[1, 2]:" if index == 0 else "(image 0): "
+    assert element in line[0] or ("(image 0)" in line[0] and "C[0, 1, 2]:" in line[0]), line[0]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--workers", "0"], "--workers must be a positive integer"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--shards", "-1"], "--shards must be a positive integer"),
+    (["--blocks", "0,99"], "the model has blocks 0..5"),
+    (["--classes", "12"], "the model has classes 0..9"),
+    (["--classes", "a,b"], "--classes takes comma-separated integers"),
+    (["--p1", "1.5"], "--p1 must lie in [0, 1]"),
+    (["--sim", "ghdl"], "unknown simulator 'ghdl'"),
+    (["--json", "/nonexistent/r.json"], "does not exist"),
+])
+def test_bad_options_are_exit_2_with_one_line(tmp_path, capsys, monkeypatch, argv, needle):
+    import sim.cluster
+
+    def refuse(*a, **k):
+        raise AssertionError("a cluster started although the input was bad")
+
+    monkeypatch.setattr(sim.cluster, "connect", refuse)
+    rc = main(["simulate-model", *argv, "--cache-dir", str(tmp_path / "c"),
+               "--tasks-dir", str(tmp_path / "t"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_workers_and_scheduler_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate-model", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_full_25_step_run_on_the_16x16_array(tmp_path):
+    """The default: 25 DDIM steps, every block, the 16 x 16 array, a local cluster."""
+    t0 = time.perf_counter()
+    rc = main(["simulate-model", "--tasks-dir", str(tmp_path / "t"), "--cache-dir",
+               str(tmp_path / "c"), "--out", str(tmp_path / "o"),
+               "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    print(f"25-step 16x16 run: {time.perf_counter() - t0:.0f} s wall, {rep['cycles']:,} cycles")
+    assert rep["bit_exact"] and rep["image_bit_exact"] and rep["gemms"] == 6 * 25 * 12
+    calib = next((tmp_path / "c").glob("calib-*.npz"))
+    want = _golden_image([3], [0], 25, calib)
+    got = np.load(tmp_path / "o" / "images.npz")["rtl"]
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
