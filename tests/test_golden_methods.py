@@ -63,3 +63,20 @@ def test_method_scheme_needs_its_calibration(tiny):
     model, _ = tiny
     with pytest.raises(ValueError, match="calibration"):
         sampling.QuantizedDiT(model, sampling.SCHEMES["q-dit-w6a6"], None)
+
+
+def test_sensitivity_uses_the_models_own_classifier():
+    """A 28x28 DiT's sensitivity analysis in its own classifier's feature space (the digits
+    classifier cannot read 32x32 images: it used to fail with a shape error)."""
+    from golden.dit import DiT, DiTConfig
+    from golden.dit.metric import FASHION_CLASSIFIER_PATH
+
+    torch.manual_seed(1)
+    model = DiT(DiTConfig(input_size=32, patch_size=4, hidden_size=32, depth=1,
+                          num_heads=2)).eval()
+    with threadpool_limits(1):
+        cal = methods.calibrate(model, sampling.SCHEMES["vidit-q-mp-w4a8"], 2, 2.0, 2,
+                                sensitivity_samples=2, classifier=FASHION_CLASSIFIER_PATH)
+    assert [r["layer"] for r in cal.sensitivity] == [
+        f"blocks.0.{l}" for l in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")]
+    assert all(np.isfinite(v) for r in cal.sensitivity for k, v in r.items() if k != "layer")

@@ -64,30 +64,35 @@ def bits_of(fmt: str) -> int:
 
 
 def calibrate(model, scheme, n: int, guidance: float, num_steps: int,
-              sensitivity_samples: int = SENSITIVITY_SAMPLES) -> MethodCalibration:
+              sensitivity_samples: int = SENSITIVITY_SAMPLES,
+              classifier: "Path | str | None" = None) -> MethodCalibration:
     """Record the operands on ``n`` FP32 samples (seeds 100000 + i, as MixDiT's calibration)
-    and, for ViDiT-Q-MP, run the sensitivity analysis on ``sensitivity_samples`` others."""
+    and, for ViDiT-Q-MP, run the sensitivity analysis on ``sensitivity_samples`` others, in the
+    feature space of ``classifier`` (the model's metric classifier; default the digits')."""
     labels = [i % model.cfg.num_classes for i in range(n)]
     ops = record(model, labels, [100000 + i for i in range(n)], guidance, num_steps,
                  ROWS_PER_STEP)
     cal = MethodCalibration(ops)
     if scheme.kind == "vidit-q-mp":
-        _sensitivity(model, scheme, cal, guidance, num_steps, sensitivity_samples)
+        _sensitivity(model, scheme, cal, guidance, num_steps, sensitivity_samples, classifier)
     return cal
 
 
 def _sensitivity(model, scheme, cal: MethodCalibration, guidance: float, num_steps: int,
-                 n: int = SENSITIVITY_SAMPLES) -> None:
+                 n: int = SENSITIVITY_SAMPLES, classifier: "Path | str | None" = None) -> None:
     labels = [i % model.cfg.num_classes for i in range(n)]
     cal.sensitivity = vidit_q.sensitivity(model, cal.operands, bits_of(scheme.w),
                                           bits_of(scheme.a), labels,
-                                          [200000 + i for i in range(n)], guidance, num_steps)
+                                          [200000 + i for i in range(n)], guidance, num_steps,
+                                          classifier)
     cal.high = vidit_q.select_high(cal.sensitivity)
 
 
 def load_or_calibrate(model, scheme, n: int, guidance: float, num_steps: int, cache_dir: Path,
-                      ckpt: str) -> MethodCalibration:
-    """:func:`calibrate` through a cache in ``cache_dir`` keyed by everything that changes it."""
+                      ckpt: str, classifier: "Path | str | None" = None,
+                      clf: str = "") -> MethodCalibration:
+    """:func:`calibrate` through a cache in ``cache_dir`` keyed by everything that changes it
+    (``clf`` identifies the ``classifier``'s content)."""
     from .sampling import cache_key
 
     cache_dir = Path(cache_dir)
@@ -105,13 +110,14 @@ def load_or_calibrate(model, scheme, n: int, guidance: float, num_steps: int, ca
         tmp.replace(f)
     if scheme.kind == "vidit-q-mp":
         skey = cache_key(v=VERSION, ops=key, w=scheme.w, a=scheme.a, n=SENSITIVITY_SAMPLES,
-                         high=vidit_q.HIGH_PER_METRIC, alpha=vidit_q.ALPHA)
+                         high=vidit_q.HIGH_PER_METRIC, alpha=vidit_q.ALPHA,
+                         **({"clf": clf} if clf else {}))
         s = cache_dir / f"sensitivity-{skey}.json"
         if s.is_file():
             cal.sensitivity = json.loads(s.read_text())
             cal.high = vidit_q.select_high(cal.sensitivity)
         else:
-            _sensitivity(model, scheme, cal, guidance, num_steps)
+            _sensitivity(model, scheme, cal, guidance, num_steps, classifier=classifier)
             s.write_text(json.dumps(cal.sensitivity, indent=1))
     return cal
 

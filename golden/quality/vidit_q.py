@@ -78,8 +78,12 @@ def attention(a_bits: int) -> tuple[Callable, Callable]:
 
 
 def sensitivity(model, operands: Operands, w_bits: int, a_bits: int, labels: Sequence[int],
-                seeds: Sequence[int], guidance: float, num_steps: int) -> list[dict]:
+                seeds: Sequence[int], guidance: float, num_steps: int,
+                classifier=None) -> list[dict]:
     """Quantize each linear layer alone to ``W{w_bits}A{a_bits}`` and measure each metric.
+
+    ``classifier`` is the path of the model's metric classifier (default: the digits DiT's);
+    its features give the semantic metric.
 
     Returns one dict per layer: ``layer`` and the metrics of :data:`SENSITIVITY_METRICS` (each
     the change from FP32 on the same labels and seeds, larger = worse).
@@ -90,7 +94,7 @@ def sensitivity(model, operands: Operands, w_bits: int, a_bits: int, labels: Seq
     from ..dit.metric import features, load_classifier
     from .methods import numpy_module
 
-    clf = load_classifier()
+    clf = load_classifier() if classifier is None else load_classifier(classifier)
     ref = ddim_sample(model, labels, seeds, guidance, num_steps).numpy()
     ref_f = features(clf, ref)
     names = _linear_names(model)

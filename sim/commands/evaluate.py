@@ -148,6 +148,7 @@ class Evaluator:
         self.judge = Judge(classifier, real)
         self.ckpt = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         self.clf = hashlib.sha256(clf_path.read_bytes()).hexdigest()[:16]
+        self.clf_path = clf_path
         self.cache = Path(args.cache_dir)
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,8 @@ class Evaluator:
         if scheme.kind not in self._method_calib:
             a = self.args
             self._method_calib[scheme.kind] = methods.load_or_calibrate(
-                self.model, scheme, a.calib_samples, a.guidance, a.steps, self.cache, self.ckpt)
+                self.model, scheme, a.calib_samples, a.guidance, a.steps, self.cache, self.ckpt,
+                classifier=self.clf_path, clf=self.clf)
         return self._method_calib[scheme.kind]
 
     def reference(self):
