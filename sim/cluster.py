@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from .errors import CheckFailed, UsageError
-from .shard import TASKS, Shard, ShardResult, cached, run_shards
+from .shard import TASKS, Shard, ShardResult, assemble, cached, run_shards, shards
 
-__all__ = ["connect", "Progress", "ShardRunner", "default_workers"]
+__all__ = ["connect", "Progress", "ShardRunner", "default_workers", "sharded_gemm"]
 
 
 def default_workers() -> int:
@@ -161,3 +161,18 @@ class ShardRunner:
         for r in results:
             self.reused += r.cached
             self.progress.update(r)
+
+
+def sharded_gemm(runner: ShardRunner, a, w, parts: int, build_id: str, what: str = "GEMM"):
+    """``a @ w^T`` as at most ``parts`` column shards on ``runner``'s cluster.
+
+    Returns
+    -------
+    tuple
+        The float32 ``[M, N]`` result and the shards with their results, in column order.
+    """
+    pieces = shards(a, w, runner.config, parts, build_id)
+    runner.progress.add_total(len(pieces))
+    done = [r[0] for r in runner.run([[s] for s in pieces], what)]
+    pairs = list(zip(pieces, done))
+    return assemble(pairs, a.shape[0], w.shape[0]), pairs

@@ -291,3 +291,45 @@ def test_full_25_step_run_on_the_16x16_array(tmp_path):
     want = _golden_image([3], [0], 25, calib)
     got = np.load(tmp_path / "o" / "images.npz")["rtl"]
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@needs_verilator
+def test_gemm_with_workers_is_the_golden_gemm_and_counts_each_shards_cycles(tmp_path, capsys):
+    from hw.cycles import gemm_cycles
+
+    seed = 21
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((24, 80)).astype(np.float32)
+    y = rng.standard_normal((37, 80)).astype(np.float32)
+    np.save(tmp_path / "a.npy", x)
+    np.save(tmp_path / "w.npy", y)
+    rc = main(["gemm", "--a", str(tmp_path / "a.npy"), "--w", str(tmp_path / "w.npy"),
+               "--out", str(tmp_path / "c.npy"), "--rows", "4", "--cols", "4",
+               "--a-mx9-groups", "2", "--workers", "2", "--shards", "3",
+               "--tasks-dir", str(tmp_path / "t")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    a = mx.quantize(x, ["mx6"] * 3 + ["mx9"] * 2)
+    w = mx.quantize(y, "mx6")
+    got = np.load(tmp_path / "c.npy")
+    assert np.array_equal(got.view(np.uint32), gemm.mx_matmul(a, w).view(np.uint32))
+    cfg = array_config(4, 4)
+    # Shards of 3, 3 and 4 column tiles: 12, 12 and 13 columns; each pays its own fill/drain.
+    want = sum(gemm_cycles(24, 80, n, list(a.formats), "mx6", cfg) for n in (12, 12, 13))
+    assert f"cycles   {want:,} (model {want:,})" in out
+    assert "3 column shards on 2 worker(s), 0 from the task cache" in out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--shards", "2"], "--shards applies with --workers or --scheduler"),
+    (["--workers", "2", "--waves", "x.vcd"], "--waves needs one harness run"),
+    (["--workers", "0"], "--workers must be a positive integer"),
+])
+def test_gemm_cluster_options_are_checked(tmp_path, capsys, monkeypatch, argv, needle):
+    np.save(tmp_path / "a.npy", np.ones((4, 16), np.float32))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["gemm", "--a", "a.npy", "--w", "a.npy", "--out", "c.npy", "--rows", "4",
+               "--cols", "4", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err

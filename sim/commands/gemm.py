@@ -13,7 +13,12 @@ def register(sub, formatter_class) -> None:
             "the R x C array's RTL through the file-driven harness (Verilator or Icarus), check\n"
             "the RTL's FP32 result against the golden model bit for bit (exit 1 if they differ),\n"
             "write it to C and print the cycles and the PE utilization. With --a-mx9-groups G\n"
-            "the last G groups of A's K axis are MX9 (MixDiT's placement, spec §4)."))
+            "the last G groups of A's K axis are MX9 (MixDiT's placement, spec §4).\n\n"
+            "--workers N (a local Dask cluster) or --scheduler ADDRESS (a running one) cuts the\n"
+            "GEMM into shards of whole output-column tiles, one harness run each, run in\n"
+            "parallel and put back side by side (the array computes each column tile alone, so\n"
+            "the bits are the same; each shard pays its own fill and drain). Finished shards\n"
+            "are cached under build/tasks by content, so a rerun skips them."))
     p.add_argument("--a", required=True, metavar="A.npy", help="activations, float [M, K]")
     p.add_argument("--w", required=True, metavar="W.npy", help="weights, float [N, K]")
     p.add_argument("--out", required=True, metavar="C.npy",
@@ -31,6 +36,14 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--waves", "--vcd", dest="waves", metavar="F.fst",
                    help="dump waves: FST for F.fst, VCD for F.vcd (Verilator: from a separate "
                         "build with tracing on, cached like the plain one; --vcd is the old name)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="shard the GEMM over a local Dask cluster of N worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="shard the GEMM over the Dask cluster at ADDRESS (tcp://host:8786)")
+    p.add_argument("--shards", type=int, metavar="S",
+                   help="column shards with --workers/--scheduler (default: 4 per worker)")
+    p.add_argument("--tasks-dir", default="build/tasks", help="the shard result cache")
     p.set_defaults(func=run)
 
 
@@ -57,6 +70,15 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     out = output_file(args.out, "--out", ".npy")
     waves = output_file(args.waves, "--waves")
+    cluster = args.workers is not None or args.scheduler is not None
+    for opt in ("workers", "shards"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise UsageError(f"--{opt} must be a positive integer, not {v}")
+    if cluster and waves is not None:
+        raise UsageError("--waves needs one harness run; leave out --workers/--scheduler")
+    if args.shards is not None and not cluster:
+        raise UsageError("--shards applies with --workers or --scheduler")
     # NaN and Inf are allowed (NaN groups, spec §1.1), a tensor with no finite value is not.
     x = load_array(args.a, "A", ndim=2, finite="some")
     y = load_array(args.w, "W", ndim=2, finite="some")
@@ -89,8 +111,14 @@ def run(args) -> int:
 
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
-        res = run_gemm(a, w, config, sim=args.sim, waves=None if waves is None else str(waves),
-                       announce=lambda line: print(f"build    {line}", flush=True))
+        if cluster:
+            res, parts = _sharded(args, a, w, config)
+            expect = sum(gemm_cycles(m, k, s.n1 - s.n0, a_fmts, args.w_fmt, config)
+                         for s, _ in parts)
+        else:
+            res = run_gemm(a, w, config, sim=args.sim,
+                           waves=None if waves is None else str(waves),
+                           announce=lambda line: print(f"build    {line}", flush=True))
     except (HarnessError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
     finally:
@@ -110,11 +138,21 @@ def run(args) -> int:
     busy = tiles(m, n, config) * tile_cycles(k, a_fmts, args.w_fmt, config)
     anchor = no_overlap_cycles(m, k, n, a_fmts, args.w_fmt, config)
     print(f"check    RTL == golden bit for bit ({m * n:,} results)")
+    if cluster:
+        one = gemm_cycles(m, k, n, a_fmts, args.w_fmt, config)
+        print(f"shards   {len(parts)} column shards on {res.workers} worker(s), "
+              f"{sum(r.cached for _, r in parts)} from the task cache; one unsharded run would "
+              f"take {one:,} cycles")
     print(f"cycles   {res.cycles:,} (model {expect:,}); without overlapped drain {anchor:,}")
     print(f"util     {busy / res.cycles:.1%} of PE cycles busy (no-overlap anchor "
           f"{busy / anchor:.1%})")
-    print(f"time     {wall:.1f} s (build {res.build_s:.1f} s, simulation {res.sim_s:.1f} s: "
-          f"{res.cycles / max(res.sim_s, 1e-9):,.0f} simulated cycles per second of simulation)")
+    if cluster:
+        print(f"time     {wall:.1f} s (build {res.build_s:.1f} s, cluster {res.sim_s:.1f} s: "
+              f"{res.cycles / max(res.sim_s, 1e-9):,.0f} simulated cycles per wall second)")
+    else:
+        print(f"time     {wall:.1f} s (build {res.build_s:.1f} s, simulation {res.sim_s:.1f} s: "
+              f"{res.cycles / max(res.sim_s, 1e-9):,.0f} simulated cycles per second of "
+              "simulation)")
     print(f"wrote    {out}")
     if waves is not None:
         print(f"wrote    {waves}")
@@ -122,3 +160,28 @@ def run(args) -> int:
         print(f"note     measured cycles differ from the model by {res.cycles - expect}",
               file=sys.stderr)
     return 0
+
+
+def _sharded(args, a, w, config):
+    """The GEMM as column shards on a Dask cluster: a result shaped like the harness's (its
+    ``cycles`` the shards' sum, ``sim_s`` the cluster's wall time) and the shards."""
+    import time
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from sim import harness
+    from sim.cluster import Progress, ShardRunner, connect, sharded_gemm
+
+    b = harness.build(config, args.sim, announce=lambda line: print(f"build    {line}", flush=True))
+    with connect(args.workers, args.scheduler) as client:
+        workers = len(client.scheduler_info()["workers"])
+        if workers == 0:
+            raise UsageError(f"the cluster at {args.scheduler!r} has no workers")
+        runner = ShardRunner(client, config, args.sim, Progress(0, "shards"),
+                             cache=Path(args.tasks_dir).resolve())
+        t0 = time.perf_counter()
+        c, parts = sharded_gemm(runner, a, w, args.shards or 4 * workers, b.directory.name)
+        sim_s = time.perf_counter() - t0
+    res = SimpleNamespace(c=c, cycles=sum(r.cycles for _, r in parts), sim_s=sim_s,
+                          build_s=b.build_s, workers=workers)
+    return res, parts
