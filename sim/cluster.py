@@ -25,7 +25,8 @@ from pathlib import Path
 from .errors import CheckFailed, UsageError
 from .shard import TASKS, Shard, ShardResult, assemble, cached, run_shards, shards
 
-__all__ = ["connect", "Progress", "ShardRunner", "default_workers", "sharded_gemm"]
+__all__ = ["connect", "Progress", "ShardRunner", "default_workers", "sharded_gemm",
+           "probe_scheduler"]
 
 
 def default_workers() -> int:
@@ -34,6 +35,28 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def probe_scheduler(address: str) -> None:
+    """A UsageError now, not after the client's 20 s of retries, if nothing listens at a
+    ``tcp://host:port`` address (other protocols are left to the client)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp":
+        return
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise UsageError(f"--scheduler {address!r}: expected tcp://HOST:PORT")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=5).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address!r}: "
+                         f"{exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -50,6 +73,7 @@ def connect(workers: "int | None" = None, scheduler: "str | None" = None):
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be a positive integer, not {workers}")
     if scheduler is not None:
+        probe_scheduler(scheduler)
         try:
             client = Client(scheduler, timeout="20s")
         except (OSError, TimeoutError, ValueError) as exc:

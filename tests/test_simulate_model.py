@@ -333,3 +333,32 @@ def test_gemm_cluster_options_are_checked(tmp_path, capsys, monkeypatch, argv, n
                "--cols", "4", *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0], err
+
+
+@needs_verilator
+def test_gemm_on_an_existing_scheduler(tmp_path, capsys):
+    """--scheduler: the cluster is someone else's (here a LocalCluster started by the test)."""
+    from distributed import LocalCluster
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((8, 32)).astype(np.float32)
+    np.save(tmp_path / "a.npy", x)
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        rc = main(["gemm", "--a", str(tmp_path / "a.npy"), "--w", str(tmp_path / "a.npy"),
+                   "--out", str(tmp_path / "c.npy"), "--rows", "4", "--cols", "4",
+                   "--scheduler", cluster.scheduler_address, "--tasks-dir",
+                   str(tmp_path / "t")])
+        assert rc == 0, capsys.readouterr().err
+    a = mx.quantize(x, "mx6")
+    got = np.load(tmp_path / "c.npy")
+    assert np.array_equal(got.view(np.uint32), gemm.mx_matmul(a, a).view(np.uint32))
+    assert "on 1 worker(s)" in capsys.readouterr().out
+
+
+def test_an_unreachable_scheduler_is_exit_2(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.ones((4, 16), np.float32))
+    rc = main(["gemm", "--a", str(tmp_path / "a.npy"), "--w", str(tmp_path / "a.npy"),
+               "--out", str(tmp_path / "c.npy"), "--rows", "4", "--cols", "4",
+               "--scheduler", "tcp://127.0.0.1:9", "--tasks-dir", str(tmp_path / "t")])
+    err = [x for x in capsys.readouterr().err.strip().splitlines() if not x.startswith("...")]
+    assert rc == 2 and len(err) == 1 and "cannot reach the Dask scheduler" in err[0], err

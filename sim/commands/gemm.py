@@ -79,6 +79,10 @@ def run(args) -> int:
         raise UsageError("--waves needs one harness run; leave out --workers/--scheduler")
     if args.shards is not None and not cluster:
         raise UsageError("--shards applies with --workers or --scheduler")
+    if args.scheduler is not None:
+        from sim.cluster import probe_scheduler
+
+        probe_scheduler(args.scheduler)
     # NaN and Inf are allowed (NaN groups, spec §1.1), a tensor with no finite value is not.
     x = load_array(args.a, "A", ndim=2, finite="some")
     y = load_array(args.w, "W", ndim=2, finite="some")

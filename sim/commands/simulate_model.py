@@ -101,6 +101,10 @@ def validate(args) -> dict:
     missing = simulator_missing(args.sim)
     if missing:
         raise UsageError(missing)
+    if args.scheduler is not None:
+        from sim.cluster import probe_scheduler
+
+        probe_scheduler(args.scheduler)
     return {"classes": _ints(args.classes, "--classes"), "seeds": _ints(args.seeds, "--seeds"),
             "blocks": None if args.blocks is None else _ints(args.blocks, "--blocks"),
             "flip": flip}
