@@ -84,7 +84,7 @@ def connect(workers: "int | None" = None, scheduler: "str | None" = None):
             client.close()
         return
     cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
-                           processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+                           processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         yield client

@@ -49,7 +49,7 @@ from .errors import CheckFailed, UsageError
 __all__ = [
     "CLASSES", "SEEDS", "Source", "load_source", "LayerProgram", "run_on_top", "top_config_for",
     "simulate_layer", "simulate_block", "progress", "array_config", "check_capture_block",
-    "FLIP_ENVS",
+    "FLIP_ENVS", "shard_program",
 ]
 
 #: Classes and seeds of an on-the-fly capture (those of the fixture, golden.dit.capture).
@@ -381,6 +381,92 @@ def run_on_top(program: LayerProgram, config, *, sim: str, rounding: str, top=No
     return report
 
 
+def shard_program(program: LayerProgram, config, parts: int) -> list[LayerProgram]:
+    """``program`` cut into at most ``parts`` independent programs for a cluster: a linear
+    layer by ranges of whole row tiles (tokens) of A, attention by ranges of images. Every
+    next-layer group is made of one token row of the output, so each shard's groups are
+    complete, and the shards' results and words in order are the whole layer's."""
+    from golden.layer import GemmRecord
+
+    if parts < 1:
+        raise ValueError(f"parts must be positive, not {parts}")
+    recs = program.records
+    if len(recs) == 1:
+        r = recs[0]
+        m = r.a.shape[0]
+        tiles = -(-m // config.rows)
+        n = min(parts, tiles)
+        bounds = [round(i * tiles / n) * config.rows for i in range(n + 1)]
+        bounds[-1] = m
+        return [LayerProgram(program.name, [GemmRecord(r.name, r.a[a:b], r.w, r.c[a:b], r.info)],
+                             None, program.consumer)
+                for a, b in zip(bounds, bounds[1:]) if b > a]
+    images = sorted({int(r.name.split(".img")[1].split(".")[0]) for r in recs})
+    n = min(parts, len(images))
+    groups = [images[round(i * len(images) / n):round((i + 1) * len(images) / n)]
+              for i in range(n)]
+    out = []
+    for g in groups:
+        keep = {f".img{i}." for i in g}
+        out.append(LayerProgram(program.name, [r for r in recs if any(k in r.name for k in keep)],
+                                None, program.consumer))
+    return out
+
+
+def _merge(reports: list[dict]) -> dict:
+    """One layer's report from its shards' :func:`run_on_top` reports (in shard order)."""
+    first = reports[0]
+    out = {
+        "netlist": first["netlist"], "simulator_version": first["simulator_version"],
+        "commands": sum(r["commands"] for r in reports),
+        "cycles": sum(r["cycles"] for r in reports),
+        "array_cycles": sum(r["array_cycles"] for r in reports),
+        "command_cycles": [c for r in reports for c in r["command_cycles"]],
+        "sim_s": sum(r["sim_s"] for r in reports), "build_s": max(r["build_s"] for r in reports),
+        "shards": len(reports),
+    }
+    if "next_layer_groups" in first:
+        out["tail_cycles"] = max(r["tail_cycles"] for r in reports)
+        out["tail_bound"] = max(r["tail_bound"] for r in reports)
+        out["next_layer_groups"] = {**first["next_layer_groups"],
+                                    "count": sum(r["next_layer_groups"]["count"]
+                                                 for r in reports)}
+    return out
+
+
+def _run_layer(program: LayerProgram, config, *, sim: str, rounding: str, top=None,
+               vcd: "str | None" = None, cluster=None) -> dict:
+    """:func:`run_on_top`, or, with ``cluster = (client, parts)``, its shards
+    (:func:`shard_program`) as tasks on a Dask cluster, each checked on its worker; the first
+    shard that fails stops the layer with its own message."""
+    if cluster is None:
+        return run_on_top(program, config, sim=sim, rounding=rounding, top=top, vcd=vcd)
+    from distributed import as_completed
+
+    from sim.harness.top import build_top
+
+    client, parts = cluster
+    top = top or top_config_for(config, [program], rounding)
+    try:
+        built = build_top(top, sim)    # once here, so that the workers find it built
+    except Exception as exc:  # a failed build is the RTL's problem, reported as run_on_top does
+        raise CheckFailed(f"the RTL build failed: {str(exc).splitlines()[0]}") from None
+    t0 = time.perf_counter()
+    pieces = shard_program(program, config, parts)
+    futures = {client.submit(run_on_top, p, config, sim=sim, rounding=rounding, top=top,
+                             pure=False, retries=2): i for i, p in enumerate(pieces)}
+    reports: dict = {}
+    for fut in as_completed(list(futures)):
+        try:
+            reports[futures[fut]] = fut.result()
+        except (CheckFailed, UsageError) as exc:
+            raise type(exc)(f"shard {futures[fut] + 1} of {len(pieces)}: {exc}") from None
+    rep = _merge([reports[i] for i in range(len(pieces))])
+    rep["sim_s"] = time.perf_counter() - t0
+    rep["build_s"] = max(rep["build_s"], built.build_s)
+    return rep
+
+
 def _model_cycles(records, config, scheme_fmt: "str | None" = None) -> int:
     from hw.cycles import gemm_cycles
 
@@ -454,7 +540,8 @@ def _consumer(src: Source, kind: str, block: int, plans, next_plans, params):
 def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p2: float,
                    rounding: str, config, sim: str, vcd: "str | None" = None,
                    tokens: "int | None" = None, images: "int | None" = None,
-                   out_channels: "int | None" = None, convert: bool = True) -> dict:
+                   out_channels: "int | None" = None, convert: bool = True,
+                   cluster=None) -> dict:
     """Run one layer on the accelerator top's RTL, check it bit for bit, and report (see the
     module docstring).
 
@@ -477,6 +564,9 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
         (the next-layer groups are then skipped: the consumer needs every channel).
     convert : bool
         Also convert the layer's output into the next layer's groups in the same netlist.
+    cluster : tuple, optional
+        ``(client, parts)``: run the layer as at most ``parts`` shards (row tiles of a linear
+        layer, images of attention) on that Dask client (:func:`shard_program`).
 
     Returns
     -------
@@ -540,8 +630,8 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
         # A hook that silently does nothing would make its test pass for the wrong reason.
         raise UsageError(f"{_FLIP_ENV}={','.join(map(str, flip))}: GEMM index {flip[0]} never "
                          f"ran (the run had {len(runner.records)} GEMM(s))")
-    top = run_on_top(LayerProgram(str(layer), runner.records, out, cons), config, sim=sim,
-                     rounding=rounding, vcd=vcd)
+    top = _run_layer(LayerProgram(str(layer), runner.records, out, cons), config, sim=sim,
+                     rounding=rounding, vcd=vcd, cluster=cluster)
     report = {
         "layer": str(layer), "timestep": timestep, "shape": shape, "source": src.origin,
         "array": f"{config.rows}x{config.cols}", "sim": sim, "p1": p1, "p2": p2,
@@ -551,6 +641,8 @@ def simulate_layer(src: Source, layer: LayerName, timestep: int, *, p1: float, p
     }
     if skipped:
         report["next_layer"] = {"skipped": skipped}
+    if "shards" in top:
+        report["shards"] = top["shards"]
     report["wall_s"] = time.perf_counter() - t0
     return report
 
@@ -564,7 +656,7 @@ def _check_slice(option: str, value: "int | None", available: int, what: str) ->
 
 
 def simulate_block(src: Source, block: int, timestep: int, *, p1: float, p2: float,
-                   rounding: str, config, sim: str) -> dict:
+                   rounding: str, config, sim: str, cluster=None) -> dict:
     """Run every layer of a block on the accelerator top, each GEMM result and each layer's
     next-layer groups checked against golden bit for bit; report cycles per layer and the
     block's error against FP32.
@@ -601,7 +693,7 @@ def simulate_block(src: Source, block: int, timestep: int, *, p1: float, p2: flo
     per_layer = {}
     for kind, prog in programs:
         progress(f"{prog.name}: {len(prog.records)} GEMM(s) on the accelerator top under {sim}")
-        top = run_on_top(prog, config, sim=sim, rounding=rounding, top=top_cfg)
+        top = _run_layer(prog, config, sim=sim, rounding=rounding, top=top_cfg, cluster=cluster)
         per_layer[kind] = _gemm_report(prog.records, config, top)
     total = {k: sum(r[k] for r in per_layer.values())
              for k in ("cycles", "array_cycles", "sim_s", "build_s")}

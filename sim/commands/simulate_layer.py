@@ -19,7 +19,14 @@ PE utilization, the share of MX9 groups, and the error against the FP32 layer fo
 MX6-only and MX9-only.
 
 --block N runs every GEMM of block N on the RTL, with layer norm, adaLN, softmax, GELU and the
-residuals on the host in FP32, and checks the block output bit for bit against the golden run."""
+residuals on the host in FP32, and checks the block output bit for bit against the golden run.
+
+--workers N (a local Dask cluster) or --scheduler ADDRESS (a running one) runs each layer as
+shards on the cluster: a linear layer by ranges of whole row tiles (tokens) of A, attention by
+ranges of images, each shard one run of the top's testbench checked on its worker (results and
+next-layer groups, which are per token row, so every shard's are complete). The cycles are then
+the shards' sum, each paying its own fill, drain and weight loads. The MIXDIT_TEST_FLIP_* hooks
+count GEMMs and words within each shard."""
 
 
 def register(sub, formatter_class) -> None:
@@ -65,6 +72,13 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--vcd", metavar="F.vcd", help="dump the waves of the layer's run (Verilator: a separate traced build of the "
                         "top, minutes the first time)")
     p.add_argument("--json", metavar="F.json", help="also write the report as JSON")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="shard each layer over a local Dask cluster of N worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="shard each layer over the Dask cluster at ADDRESS")
+    p.add_argument("--shards", type=int, metavar="S",
+                   help="shards per layer with --workers/--scheduler (default: one per worker)")
     p.set_defaults(func=run)
 
 
@@ -99,10 +113,19 @@ def validate(args) -> None:
     if missing:
         other = [s for s in SIMULATORS if s != args.sim and simulator_missing(s) is None]
         raise UsageError(f"{missing}; installed simulators: {', '.join(other) or 'none'}")
-    for opt in ("tokens", "images", "out_channels"):
-        value = getattr(args, opt)
+    for opt in ("tokens", "images", "out_channels", "workers", "shards"):
+        value = getattr(args, opt, None)
         if value is not None and value < 1:
             raise UsageError(f"--{opt.replace('_', '-')} must be a positive integer, not {value}")
+    cluster = getattr(args, "workers", None) is not None or getattr(args, "scheduler", None)
+    if getattr(args, "shards", None) is not None and not cluster:
+        raise UsageError("--shards applies with --workers or --scheduler")
+    if cluster and args.vcd:
+        raise UsageError("--vcd needs one run of the top; leave out --workers/--scheduler")
+    if getattr(args, "scheduler", None):
+        from sim.cluster import probe_scheduler
+
+        probe_scheduler(args.scheduler)
 
 
 def format_layer(rep: dict) -> str:
@@ -174,11 +197,23 @@ def format_block(rep: dict) -> str:
 
 
 def run(args) -> int:
+    validate(args)
+    if args.workers is None and args.scheduler is None:
+        return _run(args, None)
+    from sim.cluster import connect
+
+    with connect(args.workers, args.scheduler) as client:
+        workers = len(client.scheduler_info()["workers"])
+        if workers == 0:
+            raise UsageError(f"the cluster at {args.scheduler!r} has no workers")
+        return _run(args, (client, args.shards or workers))
+
+
+def _run(args, cluster) -> int:
     from golden.layer import parse_layer
     from sim.report import write_json
     from sim.layer import array_config, load_source, simulate_block, simulate_layer
 
-    validate(args)
     config = array_config(args.rows, args.cols)
     if args.block is not None:
         if args.activations:
@@ -189,7 +224,7 @@ def run(args) -> int:
                                  "--block")
         src, t = load_source(args.checkpoint, None, args.block, args.timestep)
         rep = simulate_block(src, args.block, t, p1=args.p1, p2=args.p2, rounding=args.rounding,
-                             config=config, sim=args.sim)
+                             config=config, sim=args.sim, cluster=cluster)
         text = format_block(rep)
     else:
         block = args.layer.split(".")[1] if args.layer.count(".") >= 2 else ""
@@ -206,8 +241,11 @@ def run(args) -> int:
         rep = simulate_layer(src, layer, t, p1=args.p1, p2=args.p2, rounding=args.rounding,
                              config=config, sim=args.sim, vcd=args.vcd, tokens=args.tokens,
                              images=args.images, out_channels=args.out_channels,
-                             convert=not args.no_convert)
+                             convert=not args.no_convert, cluster=cluster)
         text = format_layer(rep)
+        if "shards" in rep:
+            text += (f"\nshards   {rep['shards']} on {len(cluster[0].scheduler_info()['workers'])} "
+                     "worker(s); cycles are the shards' sum")
     print(text)
     if args.json:
         print(f"wrote    {write_json(args.json, rep)}")
