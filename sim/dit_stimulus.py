@@ -21,7 +21,10 @@ What each testbench takes from here:
 * the converter: :func:`converter_groups`, a real layer's FP32 outputs in its consumer's order,
   grouped, with the consumer's MX6/MX9 map;
 * the controller: :func:`controller_layer`, a layer's real input activations with its calibrated
-  order table and MX6/MX9 map.
+  order table and MX6/MX9 map;
+* the accelerator top: :func:`top_layer`, a whole linear layer (or its first tokens) with its
+  consumer's order table and MX6/MX9 map, calibrated bank-conflict-free for the top's columns as
+  ``simulate-layer`` calibrates them.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from golden.mx import MXTensor, quantize
 
 __all__ = ["CAPTURE_ENV", "CHECKPOINT_ENV", "P1", "P2", "LAYERS", "capture_path", "Layer",
            "FIXTURE", "CHECKPOINT", "load_layer", "pe_dots", "layer_tile", "converter_groups", "controller_layer",
-           "describe"]
+           "top_layer", "describe"]
 
 #: Environment variables naming another capture / checkpoint.
 CAPTURE_ENV = "MIXDIT_CAPTURE"
@@ -136,16 +139,20 @@ def _pick(values, want):
 
 
 def load_layer(kind: str = "mlp.fc1", block: "int | None" = None,
-               timestep: "int | None" = None, head: "int | None" = None) -> Layer:
+               timestep: "int | None" = None, head: "int | None" = None,
+               banks: "int | None" = None) -> Layer:
     """Calibrate and quantize layer ``kind`` (one of :data:`LAYERS`) of ``block`` at
     ``timestep`` (by default the capture's first block and its middle timestep) of the capture
-    :func:`capture_path` names; cached per capture."""
-    return _load_layer(str(capture_path()), str(_checkpoint_path()), kind, block, timestep, head)
+    :func:`capture_path` names; cached per capture. With ``banks``, every channel order is the
+    bank-conflict-free one for that many output-buffer banks
+    (:func:`golden.layer.calibrate_block`), as ``simulate-layer`` calibrates for the top."""
+    return _load_layer(str(capture_path()), str(_checkpoint_path()), kind, block, timestep, head,
+                       banks)
 
 
 @functools.lru_cache(maxsize=16)
 def _load_layer(capture: str, checkpoint: str, kind: str, block: "int | None",
-                timestep: "int | None", head: "int | None") -> Layer:
+                timestep: "int | None", head: "int | None", banks: "int | None") -> Layer:
     from golden.gemm import mx_matmul
     from golden.layer import calibrate_block, consumer_plan
 
@@ -160,8 +167,8 @@ def _load_layer(capture: str, checkpoint: str, kind: str, block: "int | None",
         raise ValueError(f"block {b} / timestep {t} not in the capture (blocks {blocks}, "
                          f"timesteps {steps})")
     weights, num_heads = _weights(checkpoint)
-    plans = calibrate_block(acts, b, t, P1, P2)
-    nxt = calibrate_block(acts, b + 1, t, P1, P2) if b + 1 in blocks else None
+    plans = calibrate_block(acts, b, t, P1, P2, banks)
+    nxt = calibrate_block(acts, b + 1, t, P1, P2, banks) if b + 1 in blocks else None
     key = f"blocks.{b}.{kind}/t{t}"
     if kind == "attn":
         q, k = acts[f"blocks.{b}.attn.q/t{t}"], acts[f"blocks.{b}.attn.k/t{t}"]
@@ -264,3 +271,31 @@ def controller_layer(kind: str, channels: int, tokens: int, *,
     else:
         perm, mx9, what = lay.perm, lay.mx9, lay.name
     return np.ascontiguousarray(x[:tokens], dtype=np.float32), perm, mx9, what
+
+
+def top_layer(kind: str, banks: int, tokens: "int | None" = None, *, block: "int | None" = None,
+              timestep: "int | None" = None) -> tuple[MXTensor, MXTensor, np.ndarray, tuple, str]:
+    """A real linear layer as the accelerator top runs it (spec §3-§5): ``(a, w, order, formats,
+    description)``: its A (first ``tokens`` rows, all by default) and W operands, and its
+    consumer's channel order (int64 ``[N]``) and per-group formats (``"mx6"``/``"mx9"``), every
+    order calibrated bank-conflict-free for ``banks`` (the top's array columns), as
+    ``simulate-layer`` runs it (sim/layer.py). Every output channel is kept: the consumer's
+    order is a permutation of all of them.
+
+    Raises
+    ------
+    ValueError
+        For attention (several GEMMs, not one) or a layer with no consumer in the capture (the
+        last captured block's ``mlp.fc2``).
+    """
+    if kind == "attn":
+        raise ValueError("top_layer takes a linear layer; attention is several GEMMs")
+    lay = load_layer(kind, block=block, timestep=timestep, banks=banks)
+    if lay.consumer is None:
+        raise ValueError(f"{lay.name} has no consumer in {capture_path().name}")
+    name, perm, fmts = lay.consumer
+    m = lay.a.shape[0] if tokens is None else min(tokens, lay.a.shape[0])
+    what = (f"{lay.name} tokens 0:{m} of {lay.a.shape[0]}, {m} x {lay.a.length} x "
+            f"{lay.w.shape[0]}, {int(lay.mx9.sum())} of {lay.a.groups} A groups MX9, into "
+            f"{name} ({sum(f == MX9.name for f in fmts)} of {len(fmts)} groups MX9)")
+    return lay.a[:m], lay.w, np.asarray(perm, dtype=np.int64), tuple(fmts), what

@@ -69,6 +69,29 @@ def test_converter_and_controller_inputs():
     assert acts.shape == (4, 64) and sorted(order) == list(range(64)) and "0:64" in what
 
 
+def test_top_layer_is_the_layer_with_its_consumers_conflict_free_table():
+    from golden.layer import consumer_plan
+    from hw.reorder import group_cycles
+
+    acts = load_capture(FIXTURE_PATH)
+    b, t = int(acts["meta/blocks"][0]), sorted(int(x) for x in acts["meta/timesteps"])[1]
+    a, w, order, fmts, what = ds.top_layer("attn.proj", 4, tokens=8)
+    plans = calibrate_block(acts, b, t, ds.P1, ds.P2, banks=4)
+    name, perm, want_fmts = consumer_plan("attn.proj", plans, None, 32)
+    assert name == "mlp.fc1" and "mlp.fc1" in what and "tokens 0:8" in what
+    np.testing.assert_array_equal(order, perm)
+    assert fmts == tuple(want_fmts) and MX9.name in fmts
+    # Conflict-free for 4 banks: each group of 16 reads 4 channels of every bank.
+    assert all(group_cycles(order[16 * g:16 * g + 16], 4) == 4 for g in range(len(fmts)))
+    plan = plans.linear["attn.proj"]
+    x = acts[f"blocks.{b}.attn.proj/t{t}"].reshape(-1, 128)[:8]
+    assert a == mx.quantize(x[:, plan.perm], list(plan.a_formats)) and w.shape == (128, 8)
+    with pytest.raises(ValueError, match="linear layer"):
+        ds.top_layer("attn", 4)
+    with pytest.raises(ValueError, match="no consumer"):
+        ds.top_layer("mlp.fc2", 4)
+
+
 def test_another_capture_through_the_environment(tmp_path, monkeypatch):
     acts = load_capture(FIXTURE_PATH)
     scaled = {k: (v * np.float32(2.0) if v.dtype == np.float32 else v) for k, v in acts.items()}
