@@ -86,7 +86,8 @@ def _check(name: str, step: int, got: np.ndarray, want: np.ndarray) -> None:
 
 
 def save_grid(path: "str | Path", images: np.ndarray) -> Path:
-    """``images`` ``[n, 1, s, s]`` in ``[-1, 1]`` side by side as a grayscale PNG (4x scale)."""
+    """``images`` ``[n, 1, s, s]`` in ``[-1, 1]`` side by side as a grayscale PNG, each image
+    scaled to at least 64 pixels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +95,8 @@ def save_grid(path: "str | Path", images: np.ndarray) -> Path:
 
     n, _, s, _ = images.shape
     row = np.concatenate([np.pad(images[i, 0], 1, constant_values=-1) for i in range(n)], axis=1)
-    row = np.kron(row, np.ones((4, 4)))
+    scale = max(4, 64 // s)
+    row = np.kron(row, np.ones((scale, scale)))
     plt.imsave(path, row, cmap="gray", vmin=-1.0, vmax=1.0)
     return Path(path)
 
