@@ -198,7 +198,7 @@ def run(args) -> int:
     labels = [c for c in opts["classes"] for _ in opts["seeds"]]
     seeds = [s for _ in opts["classes"] for s in opts["seeds"]]
     torch.set_num_threads(1)
-    ckpt = hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
+    ckpt = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     progress(f"calibrating MixDiT on {args.calib_samples} FP32 samples ({args.steps} steps)")
     calib = _calibration(args, model, ckpt)
     try:
