@@ -289,7 +289,9 @@ def _flow(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int, work:
                              work / "yosys.log")
     if rc != 0:
         tail = (work / "yosys.log").read_text()[-3000:]
-        raise RuntimeError(f"Yosys failed on {top}:\n{tail}")
+        how = (f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}")
+        raise RuntimeError(f"Yosys failed on {top} ({how}"
+                           f"{'' if tail.strip() else ', no output'}):\n{tail}")
     log(f"{top}: synthesis {y_wall:.0f} s wall, {y_cpu:.0f} s CPU")
     stats = json.loads((work / "stat.json").read_text())
     modules = stats.get("modules", {})
