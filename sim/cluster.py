@@ -26,7 +26,20 @@ from .errors import CheckFailed, UsageError
 from .shard import TASKS, Shard, ShardResult, assemble, cached, run_shards, shards
 
 __all__ = ["connect", "Progress", "ShardRunner", "default_workers", "sharded_gemm",
-           "probe_scheduler"]
+           "probe_scheduler", "add_options"]
+
+
+def add_options(p, what: str, shards: str) -> None:
+    """The cluster options every sharding command takes: ``--workers N`` or ``--scheduler
+    ADDRESS`` (exclusive) and ``--shards S``; ``what`` is what is sharded, ``shards`` the
+    default shard count in words."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help=f"shard {what} over a local Dask cluster of N worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"shard {what} over the Dask cluster at ADDRESS (tcp://host:8786)")
+    p.add_argument("--shards", type=int, metavar="S",
+                   help=f"shards with --workers/--scheduler (default: {shards})")
 
 
 def default_workers() -> int:

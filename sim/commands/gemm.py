@@ -36,13 +36,9 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--waves", "--vcd", dest="waves", metavar="F.fst",
                    help="dump waves: FST for F.fst, VCD for F.vcd (Verilator: from a separate "
                         "build with tracing on, cached like the plain one; --vcd is the old name)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="shard the GEMM over a local Dask cluster of N worker processes")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="shard the GEMM over the Dask cluster at ADDRESS (tcp://host:8786)")
-    p.add_argument("--shards", type=int, metavar="S",
-                   help="column shards with --workers/--scheduler (default: 4 per worker)")
+    from sim.cluster import add_options
+
+    add_options(p, "the GEMM's output columns", "4 per worker")
     p.add_argument("--tasks-dir", default="build/tasks", help="the shard result cache")
     p.set_defaults(func=run)
 

@@ -72,13 +72,9 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--vcd", metavar="F.vcd", help="dump the waves of the layer's run (Verilator: a separate traced build of the "
                         "top, minutes the first time)")
     p.add_argument("--json", metavar="F.json", help="also write the report as JSON")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="shard each layer over a local Dask cluster of N worker processes")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="shard each layer over the Dask cluster at ADDRESS")
-    p.add_argument("--shards", type=int, metavar="S",
-                   help="shards per layer with --workers/--scheduler (default: one per worker)")
+    from sim.cluster import add_options
+
+    add_options(p, "each layer", "one per worker")
     p.set_defaults(func=run)
 
 

@@ -56,14 +56,10 @@ def register(sub, formatter_class) -> None:
                    help="simulator of the harness")
     p.add_argument("--rows", type=int, default=16, help="array rows R")
     p.add_argument("--cols", type=int, default=16, help="array columns C")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N",
-                       help="start a local Dask cluster of N worker processes (default: one "
-                            "per core)")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="use the Dask scheduler at ADDRESS (tcp://host:8786) instead")
-    p.add_argument("--shards", type=int, metavar="S",
-                   help="column shards per linear GEMM (default: the number of workers)")
+    from sim.cluster import add_options
+
+    add_options(p, "the GEMMs (default: a local cluster of one worker per core)",
+                "one column shard per worker for a linear GEMM")
     p.add_argument("--cache-dir", default="build/cache/quality",
                    help="where the calibration is cached")
     p.add_argument("--tasks-dir", default="build/tasks", help="the task result cache")
