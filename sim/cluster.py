@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from .errors import CheckFailed, UsageError
-from .shard import TASKS, Shard, ShardResult, assemble, cached, run_shards, shards
+from .shard import (TASKS, Shard, ShardResult, TopShard, assemble, cached, run_shards,
+                    run_top_shards, shards)
 
 __all__ = ["connect", "Progress", "ShardRunner", "default_workers", "sharded_gemm",
            "probe_scheduler", "add_options"]
@@ -153,17 +154,19 @@ class Progress:
 
 
 class ShardRunner:
-    """Runs shards on ``client`` with the task cache at ``cache``.
+    """Runs shards on ``client`` with the task cache at ``cache``: array shards
+    (:class:`sim.shard.Shard`) on ``config``'s harness, top shards (:class:`sim.shard.TopShard`)
+    on the harness of the top ``top`` (set it before running any).
 
-    ``hold_s`` is passed to :func:`sim.shard.run_shard` (a test hook)."""
+    ``hold_s`` is passed to :func:`sim.shard.run_shards` (a test hook)."""
 
     def __init__(self, client, config, sim: str, progress: Progress,
-                 cache: "str | Path" = TASKS, hold_s: float = 0.0) -> None:
-        self.client, self.config, self.sim = client, config, sim
+                 cache: "str | Path" = TASKS, hold_s: float = 0.0, top=None) -> None:
+        self.client, self.config, self.sim, self.top = client, config, sim, top
         self.progress, self.cache, self.hold_s = progress, Path(cache), hold_s
         self.tasks = self.reused = 0
 
-    def run(self, batches: "list[list[Shard]]", what: str) -> "list[list[ShardResult]]":
+    def run(self, batches: "list[list[Shard | TopShard]]", what: str) -> list:
         """Every shard's result, batch by batch in the order given; each batch that is not
         wholly cached is one task. ``what`` names the GEMM in errors."""
         from distributed import as_completed
@@ -178,7 +181,9 @@ class ShardRunner:
                 self._done(hits)
                 continue
             key = "shards-" + "-".join(s.key[:12] for s in batch[:4]) + f"-{len(batch)}"
-            fut = self.client.submit(run_shards, batch, self.config, self.sim, str(self.cache),
+            on_top = isinstance(batch[0], TopShard)
+            fn, target = (run_top_shards, self.top) if on_top else (run_shards, self.config)
+            fut = self.client.submit(fn, batch, target, self.sim, str(self.cache),
                                      self.hold_s, key=key, pure=False, retries=2)
             futures[fut] = i
         for fut in as_completed(list(futures)):
@@ -186,9 +191,12 @@ class ShardRunner:
             try:
                 res = fut.result()
             except Exception as exc:  # a worker's harness error, or a task that killed workers
-                cols = ", ".join(f"[{s.n0}, {s.n1})" for s in batch[:3])
+                if isinstance(batch[0], TopShard):
+                    part = ", ".join(s.what for s in batch[:3])
+                else:
+                    part = "output columns " + ", ".join(f"[{s.n0}, {s.n1})" for s in batch[:3])
                 why = str(exc).splitlines()[0] if str(exc) else ""
-                raise CheckFailed(f"{what}: the RTL run of output columns {cols} failed: "
+                raise CheckFailed(f"{what}: the RTL run of {part} failed: "
                                   f"{type(exc).__name__}: {why}") from None
             out[futures[fut]] = res
             self._done(res)

@@ -49,7 +49,7 @@ from .errors import CheckFailed, UsageError
 __all__ = [
     "CLASSES", "SEEDS", "Source", "load_source", "LayerProgram", "run_on_top", "top_config_for",
     "simulate_layer", "simulate_block", "progress", "array_config", "check_capture_block",
-    "FLIP_ENVS", "shard_program",
+    "FLIP_ENVS", "shard_program", "top_config_for_shape",
 ]
 
 #: Classes and seeds of an on-the-fly capture (those of the fixture, golden.dit.capture).
@@ -292,17 +292,24 @@ def _stored_channels(records: list) -> int:
     return len({r.name.rsplit(".", 2)[1] for r in pvs}) * pvs[0].c.shape[1]
 
 
-def top_config_for(config, programs: list, rounding: str):
+def top_config_for_shape(config, tokens: int, channels: int, rounding: str):
     """The top the harness builds for ``config``: a buffer of 32 tokens x 512 channels (every
-    layer of the shipped DiT; one build serves them all), larger when a program needs it."""
+    layer of the shipped DiT; one build serves them all), larger when ``tokens`` (A's rows) or
+    ``channels`` (stored results, converted groups x 16) need it."""
     from sim.harness.top import top_config
 
-    tokens = max([32] + [r.a.shape[0] for p in programs for r in p.records])
-    chans = max([512] + [_stored_channels(p.records) for p in programs]
-                + [16 * len(p.consumer[2]) for p in programs if p.consumer])
+    tokens, chans = max(32, tokens), max(512, channels)
     step = max(16, config.cols)
     return top_config(config, max_tokens=1 << (tokens - 1).bit_length(),
                       max_channels=-(-chans // step) * step, rounding=rounding)
+
+
+def top_config_for(config, programs: list, rounding: str):
+    """:func:`top_config_for_shape` for every layer of ``programs``."""
+    tokens = max([0] + [r.a.shape[0] for p in programs for r in p.records])
+    chans = max([0] + [_stored_channels(p.records) for p in programs]
+                + [16 * len(p.consumer[2]) for p in programs if p.consumer])
+    return top_config_for_shape(config, tokens, chans, rounding)
 
 
 def run_on_top(program: LayerProgram, config, *, sim: str, rounding: str, top=None,

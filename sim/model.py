@@ -3,21 +3,34 @@
 
 The sampler (:func:`golden.quality.sampling.sample`: DDIM, classifier-free guidance, the MixDiT
 scheme with its per-step channel orders and head formats) runs on the host, and its GEMM hook
-sends every accelerator GEMM of the chosen blocks to the cluster: a linear layer as column
-shards of one GEMM (:mod:`sim.shard`), one head's Q K^T or P V as one GEMM per image (the CFG
-batch's conditional and unconditional halves included), all of a call's shards at once. The RTL
-results come back, are compared bit for bit (uint32 patterns) with the golden GEMM of the same
-operands, and are what the model computes on with: the softmax, norms, GELU, adaLN, residuals
+sends every accelerator GEMM of the chosen blocks to the cluster, each task a run of the
+accelerator top's Verilog (:mod:`sim.harness.top`, :class:`sim.shard.TopShard`): a linear layer
+as shards of whole row tiles (tokens) of one GEMM, one head's Q K^T or P V as one GEMM per image
+(the CFG batch's conditional and unconditional halves included), all of a call's shards at once.
+The RTL results come back, are compared bit for bit (uint32 patterns) with the golden GEMM of the
+same operands, and are what the model computes on: the softmax, norms, GELU, adaLN, residuals
 and the sampler's update are host FP32 operations on the RTL's numbers. So each step depends on
 the RTL results of the step before, and the final image is the RTL's. It must equal, bit for
 bit, the image of a separate golden run (every GEMM on :func:`golden.gemm.mx_matmul`).
 
+Next-layer groups: as in ``simulate-layer``, the top converts each layer's FP32 results into the
+MX groups of its consumer (the pairs of :func:`golden.layer.consumer_plan`, with the sampler's
+calibrated order and MX6/MX9 map of that step), and every group word is compared with
+:func:`golden.mx.quantize` of the golden results. A linear layer's shard converts its own tokens
+(each group is one token's, so the shards' words in order are the layer's). An attention layer's
+groups need every head's P V in the top's buffer at once, while the sampler asks for the heads
+one at a time; so once the last head's P V is back, one more top run per image repeats the
+layer's P V products (stored at their heads' columns) and converts them for ``attn.proj``; its
+results are checked again and its cycles are counted apart (``groups_cycles``).
+
 The golden run goes first: it gives the golden image and the number of tasks (the progress
 line's total). A killed run, started again, reuses every finished shard from the task cache.
 
-Test hook: ``MIXDIT_TEST_FLIP_RTL="gemm_index,row,col,bit"`` flips one bit of the RTL result of
+Test hooks: ``MIXDIT_TEST_FLIP_RTL="gemm_index,row,col,bit"`` flips one bit of the RTL result of
 the ``gemm_index``-th GEMM run on the RTL (counting from 0 in the order the sampler calls them;
-for a per-image GEMM the row counts across the images' stacked rows) before the check.
+for a per-image GEMM the row counts across the images' stacked rows) before the check;
+``MIXDIT_TEST_FLIP_GROUP="index,bit"`` flips one bit of the run's ``index``-th next-layer group
+word (counting from 0 across the run, in the order they are checked).
 """
 
 from __future__ import annotations
@@ -29,13 +42,19 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.formats import GROUP_SIZE, MAX_GROUP_BITS, MX9
 from golden.gemm import mx_matmul
+from golden.mixdit import linear_formats
 from golden.mx import MXTensor
 
 from .errors import CheckFailed, UsageError
-from .shard import assemble, column_ranges, shards
+from .shard import TopShard, row_ranges, top_key
 
-__all__ = ["Run", "layer_of", "block_of", "simulate_model", "save_grid"]
+#: The rounding of the top's converter: the sampler quantizes with golden.mx.quantize's default.
+ROUNDING = "trunc"
+
+__all__ = ["ROUNDING", "Run", "layer_of", "block_of", "consumer", "simulate_model",
+           "save_grid"]
 
 
 def layer_of(name: str) -> str:
@@ -55,15 +74,39 @@ class Run:
 
     layers: dict = field(default_factory=lambda: defaultdict(
         lambda: {"gemms": 0, "shards": 0, "cycles": 0, "busy_cycles": 0, "model_cycles": 0,
-                 "results": 0, "wall_s": 0.0}))
+                 "results": 0, "groups": 0, "groups_cycles": 0, "wall_s": 0.0}))
     gemms: int = 0
     golden_gemms: int = 0
+    groups: int = 0
 
 
 def _golden(a: MXTensor, w: MXTensor) -> np.ndarray:
     from golden.quality.sampling import mx_matmul_batched
 
     return mx_matmul(a, w) if a.exp.ndim == 2 else mx_matmul_batched(a, w)
+
+
+def consumer(name: str, step: int, calib, p1: float, p2: float, nblocks: int, heads: int,
+             head_dim: int) -> "tuple[str, np.ndarray, tuple[str, ...]] | None":
+    """What the top converts layer ``name``'s results into (:func:`golden.layer.consumer_plan`'s
+    pairs): the consumer's name, channel order and per-group formats at ``step``, from the
+    sampler's calibration; None for the last block's fc2 (the final layer runs on the host).
+    ``name`` is a linear layer (``blocks.2.mlp.fc1``) or an attention layer (``blocks.2.attn``).
+    """
+    b = block_of(name)
+    kind = name.split(".", 2)[2]
+    if kind == "attn.qkv":
+        per = -(-head_dim // GROUP_SIZE)
+        fmts = calib.head_formats(f"blocks.{b}.attn", step, p2)
+        return ("attn (Q, K, V heads)", np.arange(3 * heads * head_dim),
+                tuple(f for _ in range(3) for f in fmts for _ in range(per)))
+    nxt = {"attn": f"blocks.{b}.attn.proj", "attn.proj": f"blocks.{b}.mlp.fc1",
+           "mlp.fc1": f"blocks.{b}.mlp.fc2",
+           "mlp.fc2": f"blocks.{b + 1}.attn.qkv" if b + 1 < nblocks else None}[kind]
+    if nxt is None:
+        return None
+    perm = calib.perm(nxt, step)
+    return nxt, perm, tuple(linear_formats(len(perm), p1))
 
 
 def _slices(a: MXTensor, w: MXTensor) -> list:
@@ -101,11 +144,16 @@ def save_grid(path: "str | Path", images: np.ndarray) -> Path:
     return Path(path)
 
 
+def _mx9_map(fmts) -> np.ndarray:
+    return np.array([f == MX9.name for f in fmts], dtype=bool)
+
+
 def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guidance: float,
                    p1: float, p2: float, blocks: "list[int]", config, sim: str, runner,
-                   parts: int, build_id: str, flip: "tuple | None" = None) -> dict:
-    """Sample ``model`` with every GEMM of ``blocks`` on the RTL through ``runner``
-    (:class:`sim.cluster.ShardRunner`), check everything bit for bit, and report.
+                   parts: int, build, flips: tuple = (None, None)) -> dict:
+    """Sample ``model`` with every GEMM of ``blocks`` on the accelerator top's RTL through
+    ``runner`` (:class:`sim.cluster.ShardRunner`), check every result and next-layer group bit
+    for bit, and report.
 
     Parameters
     ----------
@@ -116,55 +164,151 @@ def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guida
         One class label and one noise seed per image.
     blocks : list of int
         Blocks whose GEMMs run on the RTL (the others on the golden model).
+    config : hw.config.ArrayConfig
+        The top's array.
     parts : int
-        Column shards per linear GEMM (at most one per column tile).
-    build_id : str
-        The harness build's identity (:attr:`sim.harness.builder.Build.directory` name), part of
-        every task's cache key.
+        Row shards per linear GEMM (at most one per row tile).
+    build : callable
+        ``build(top_config) -> str``: builds the top's harness (once, before the RTL run, so
+        that the workers find it) and returns the build's identity, part of every task's key.
+    flips : tuple
+        The test hooks' values (module docstring): ``(gemm, row, col, bit)`` and
+        ``(index, bit)``, or None each.
 
     Returns
     -------
     dict
         ``images`` (``rtl``, ``golden``, ``fp32``: float32 arrays), ``bit_exact``,
-        ``image_bit_exact``, ``gemms``, ``cycles``, ``layers`` and the timings.
+        ``image_bit_exact``, ``gemms``, ``cycles``, ``next_layer_groups``, ``layers`` and the
+        timings.
 
     Raises
     ------
     CheckFailed
-        At the first GEMM whose RTL result differs (naming the step, GEMM and element), a shard
-        whose run failed, or a final image that differs.
+        At the first GEMM result or next-layer group that differs (naming the step, GEMM and
+        element or word), a shard whose run failed, or a final image that differs.
+    UsageError
+        For a model the top cannot run (a head dimension that is no multiple of the array's
+        columns).
     """
     from golden.quality.sampling import SCHEMES, mixdit_scheme, sample
     from hw.cycles import gemm_cycles, tile_cycles, tiles
+    from sim.harness.top import TopCommand, netlist_name
+
+    from .layer import _check_groups, top_config_for_shape
 
     scheme = mixdit_scheme(p1, p2)
     on_rtl = set(blocks)
+    nblocks = len(model.blocks)
     run = Run()
-    tasks = [0]
+    flip, flip_group = flips
+    need = {"tasks": 0, "tokens": 0, "chans": 0}
+    heads_seen: dict = defaultdict(dict)
 
-    def cut(a: MXTensor, w: MXTensor) -> list:
-        """Per 2-D GEMM of the call, its shards; and the batches (tasks) they go in."""
-        if a.exp.ndim == 2:
-            pieces = [shards(a, w, config, parts, build_id)]
-            return pieces, [[s] for s in pieces[0]]
-        pieces = [shards(ai, wi, config, 1, build_id) for ai, wi in _slices(a, w)]
-        flat = [p[0] for p in pieces]
-        n = min(parts, len(flat))
-        return pieces, [flat[i::n] for i in range(n)]
+    def heads_of(name: str) -> int:
+        return int(calib.heads[f"blocks.{block_of(name)}.attn"].shape[1])
 
     def count(name: str, step: int, a: MXTensor, w: MXTensor) -> np.ndarray:
         if block_of(name) in on_rtl:
+            m, n = a.shape[-2], w.shape[-2]
+            need["tokens"] = max(need["tokens"], m)
             if a.exp.ndim == 2:
-                tasks[0] += len(column_ranges(w.shape[0], config.cols, parts))
+                need["tasks"] += len(row_ranges(m, config.rows, parts))
+                need["chans"] = max(need["chans"], n)
             else:
-                tasks[0] += a.shape[0]
+                need["tasks"] += a.shape[0]
+            if name.endswith(".pv"):
+                h, heads = int(name.rsplit(".", 2)[1][4:]), heads_of(name)
+                if n % config.cols:
+                    raise UsageError(f"{name}: the top stores each head's P V at a column tile, "
+                                     f"so the head dimension {n} must be a multiple of the "
+                                     f"{config.cols} array columns")
+                need["chans"] = max(need["chans"], heads * n)
+                seen = heads_seen[(layer_of(name), step)]
+                seen[h] = True
+                if len(seen) == heads:
+                    need["tasks"] += a.shape[0]
         return _golden(a, w)
 
     t0 = time.perf_counter()
     golden_img = sample(model, scheme, labels, seeds, calib, guidance, steps, gemm=count)
     fp32_img = sample(model, SCHEMES["fp32"], labels, seeds, None, guidance, steps)
     golden_s = time.perf_counter() - t0
-    runner.progress.add_total(tasks[0])
+    top = top_config_for_shape(config, need["tokens"], need["chans"], ROUNDING)
+    build_id = build(top)
+    runner.top = top
+    runner.progress.add_total(need["tasks"])
+    pending: dict = defaultdict(dict)
+
+    def task(commands: tuple, cons, what: str) -> TopShard:
+        perm, fmts = (np.arange(0), ()) if cons is None else (cons[1], cons[2])
+        mx9 = _mx9_map(fmts)
+        return TopShard(commands, perm, mx9, what, top_key(commands, perm, mx9, build_id))
+
+    def check_words(step: int, name: str, words: list, want: np.ndarray, cons,
+                    layer: "str | None" = None) -> None:
+        if flip_group is not None and 0 <= flip_group[0] - run.groups < len(words):
+            idx, bit = flip_group
+            if bit > MAX_GROUP_BITS:
+                raise UsageError(f"MIXDIT_TEST_FLIP_GROUP: a group word has "
+                                 f"{MAX_GROUP_BITS + 1} bits (tag included); bit {bit} is out "
+                                 "of range")
+            words = list(words)
+            words[idx - run.groups] ^= 1 << bit
+        try:
+            _check_groups(name, words, want, cons[1], cons[2], ROUNDING)
+        except CheckFailed as exc:
+            raise CheckFailed(f"step {step}, {exc}") from None
+        run.groups += len(words)
+        run.layers[layer or layer_of(name)]["groups"] += len(words)
+
+    def linear(name: str, step: int, a: MXTensor, w: MXTensor, want: np.ndarray):
+        heads = heads_of(name)
+        cons = consumer(name, step, calib, p1, p2, nblocks, heads, w.shape[0] // (3 * heads))
+        groups = 0 if cons is None else len(cons[2])
+        pieces = [task((TopCommand(a[m0:m1], w, True, 0, groups),), cons, f"rows [{m0}, {m1})")
+                  for m0, m1 in row_ranges(a.shape[0], config.rows, parts)]
+        done = [r[0] for r in runner.run([[p] for p in pieces], f"step {step}, {name}")]
+        c = np.concatenate([r.c[0] for r in done])
+        words = [x for r in done for x in r.words]
+        return c, done, (lambda: check_words(step, name, words, want, cons)
+                         if cons is not None else None)
+
+    def per_image(name: str, step: int, a: MXTensor, w: MXTensor):
+        pieces = [task((TopCommand(ai, wi, False, 0, 0),), None, f"image {i}")
+                  for i, (ai, wi) in enumerate(_slices(a, w))]
+        n = min(parts, len(pieces))
+        batches = [pieces[i::n] for i in range(n)]
+        res = runner.run(batches, f"step {step}, {name}")
+        by_key = {p.key: r for batch, rs in zip(batches, res) for p, r in zip(batch, rs)}
+        done = [by_key[p.key] for p in pieces]
+        return np.stack([r.c[0] for r in done]), done
+
+    def attention_groups(layer: str, step: int, heads: dict) -> None:
+        """The layer's P V products again, all heads in the top's buffer, converted for
+        attn.proj (module docstring)."""
+        cons = consumer(layer, step, calib, p1, p2, nblocks, 0, 0)
+        order = sorted(heads)
+        d = heads[order[0]][1].shape[-2]
+        images = heads[order[0]][0].shape[0]
+        pieces = []
+        for i in range(images):
+            cmds = tuple(TopCommand(heads[h][0][i], heads[h][1][i], True, h * d // config.cols,
+                                    len(cons[2]) if h == order[-1] else 0) for h in order)
+            pieces.append(task(cmds, cons, f"image {i}, every head's P V"))
+        n = min(parts, len(pieces))
+        batches = [pieces[i::n] for i in range(n)]
+        res = runner.run(batches, f"step {step}, {layer} (next-layer groups)")
+        by_key = {p.key: r for batch, rs in zip(batches, res) for p, r in zip(batch, rs)}
+        rep = run.layers[layer]
+        for i, p in enumerate(pieces):
+            r = by_key[p.key]
+            for h, c in zip(order, r.c):
+                _check(f"{layer}.head{h}.pv (next-layer groups run)", step, c, heads[h][2][i])
+            want = np.concatenate([heads[h][2][i] for h in order], axis=1)
+            check_words(step, f"{layer} (image {i})", r.words, want, cons, layer)
+            rep["groups_cycles"] += r.cycles
+            rep["shards"] += 1
 
     def on_accelerator(name: str, step: int, a: MXTensor, w: MXTensor) -> np.ndarray:
         want = _golden(a, w)
@@ -172,13 +316,11 @@ def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guida
             run.golden_gemms += 1
             return want
         t1 = time.perf_counter()
-        pieces, batches = cut(a, w)
-        done = runner.run(batches, f"step {step}, {name}")
-        by_key = {s.key: r for batch, res in zip(batches, done) for s, r in zip(batch, res)}
-        got = [assemble([(s, by_key[s.key]) for s in p], ai.shape[0], wi.shape[0])
-               for (ai, wi), p in zip(_slices(a, w), pieces)]
-        flat = [s for p in pieces for s in p]
-        c = got[0] if a.exp.ndim == 2 else np.stack(got)
+        words_check = None
+        if a.exp.ndim == 2:
+            c, done, words_check = linear(name, step, a, w, want)
+        else:
+            c, done = per_image(name, step, a, w)
         if flip is not None and flip[0] == run.gemms:
             _, r, col, bit = flip
             flat_c = c.reshape(-1, c.shape[-1])
@@ -188,18 +330,27 @@ def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guida
                                  "bit (0..31) out of range")
             flat_c.view(np.uint32)[r, col] ^= np.uint32(1 << bit)
         _check(name, step, c, want)
+        if words_check is not None:
+            words_check()
         rep = run.layers[layer_of(name)]
-        rep["gemms"] += len(got)
-        rep["shards"] += len(flat)
-        rep["cycles"] += sum(by_key[s.key].cycles for s in flat)
+        slices = _slices(a, w)
+        rep["gemms"] += len(slices)
+        rep["shards"] += len(done)
+        rep["cycles"] += sum(r.cycles for r in done)
         rep["results"] += int(c.size)
-        rep["wall_s"] += time.perf_counter() - t1
-        for ai, wi in _slices(a, w):
+        for ai, wi in slices:
             m, kg, n = ai.shape[0], ai.groups, wi.shape[0]
             af, wf = list(ai.formats), list(wi.formats)
             rep["model_cycles"] += gemm_cycles(m, 16 * kg, n, af, wf, config)
             rep["busy_cycles"] += tiles(m, n, config) * tile_cycles(16 * kg, af, wf, config)
         run.gemms += 1
+        if name.endswith(".pv"):
+            layer = layer_of(name)
+            seen = pending[(layer, step)]
+            seen[int(name.rsplit(".", 2)[1][4:])] = (a, w, want)
+            if len(seen) == heads_of(name):
+                attention_groups(layer, step, pending.pop((layer, step)))
+        rep["wall_s"] += time.perf_counter() - t1
         return c
 
     t1 = time.perf_counter()
@@ -216,9 +367,12 @@ def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guida
     return {
         "images": {"rtl": rtl_img, "golden": golden_img, "fp32": fp32_img},
         "bit_exact": True, "image_bit_exact": image_ok,
+        "netlist": netlist_name(top),
         "gemms": run.gemms, "golden_gemms": run.golden_gemms,
         "results_checked": sum(r["results"] for r in layers.values()),
+        "next_layer_groups": {"count": run.groups, "source": "rtl", "bit_exact": True},
         "cycles": sum(r["cycles"] for r in layers.values()),
+        "groups_cycles": sum(r["groups_cycles"] for r in layers.values()),
         "model_cycles": sum(r["model_cycles"] for r in layers.values()),
         "tasks": runner.tasks, "tasks_cached": runner.reused,
         "layers": layers, "golden_s": golden_s, "rtl_s": rtl_s,

@@ -1,5 +1,5 @@
-"""One GEMM cut into independent shards for a cluster, each run on the array's harness and its
-result cached by content (spec §3, §6).
+"""One GEMM cut into independent shards for a cluster, each run on the array's harness or on the
+accelerator top's and its result cached by content (spec §3, §6).
 
 A shard is a range of whole output-column tiles of ``A @ W^T``: rows ``[0, M)`` of A, rows
 ``[n0, n1)`` of W, with ``n0`` and ``n1`` multiples of the array's C columns (except the last
@@ -15,6 +15,12 @@ so that a worker killed mid-write never leaves a result a later run trusts. The 
 their formats and the harness build (whose own key covers the RTL sources, the testbench and the
 simulator's version), so a rerun of a killed job skips exactly the shards that finished and
 workers on a shared file system share the cache.
+
+:class:`TopShard` is the same for the accelerator top (:mod:`sim.harness.top`): one run of a
+few commands, whose FP32 results and next-layer groups both come back (:func:`run_top_shards`);
+its key also covers the commands' buffer placement and the consumer's order and MX9 map. Each
+next-layer group is one token's, so a linear layer on the top is cut by ranges of whole row tiles
+(:func:`row_ranges`), not by column tiles.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from golden.formats import MAX_GROUP_BITS
 from golden.mx import MXTensor, pack_bytes
 from hw.config import ArrayConfig
 
-__all__ = ["TASKS", "Shard", "ShardResult", "column_ranges", "shards", "task_key", "cached",
-           "store", "run_shards", "assemble"]
+__all__ = ["TASKS", "Shard", "ShardResult", "column_ranges", "row_ranges", "shards",
+           "task_key", "cached", "store", "run_shards", "assemble", "TopShard",
+           "TopShardResult", "top_key", "run_top_shards"]
 
 TASKS = Path(__file__).resolve().parent.parent / "build" / "tasks"
 
@@ -80,13 +87,22 @@ def column_ranges(n: int, cols: int, parts: int) -> list[tuple[int, int]]:
     return out
 
 
-def task_key(a: MXTensor, w: MXTensor, build_id: str) -> str:
-    """The content key of running ``a @ w^T`` on the harness build ``build_id``."""
-    h = hashlib.sha256()
+def row_ranges(m: int, rows: int, parts: int) -> list[tuple[int, int]]:
+    """At most ``parts`` ranges of whole ``rows``-high row tiles covering ``[0, m)``."""
+    return column_ranges(m, rows, parts)
+
+
+def _hash_operands(h, a: MXTensor, w: MXTensor) -> None:
     for t in (a, w):
         h.update(repr(t.shape).encode())
         h.update(np.ascontiguousarray(t.fmt).tobytes())
         h.update(pack_bytes(t, MAX_GROUP_BITS).tobytes())
+
+
+def task_key(a: MXTensor, w: MXTensor, build_id: str) -> str:
+    """The content key of running ``a @ w^T`` on the harness build ``build_id``."""
+    h = hashlib.sha256()
+    _hash_operands(h, a, w)
     h.update(build_id.encode())
     return h.hexdigest()[:24]
 
@@ -101,31 +117,106 @@ def shards(a: MXTensor, w: MXTensor, config: ArrayConfig, parts: int,
     return out
 
 
+@dataclass(frozen=True)
+class TopShard:
+    """One run of the accelerator top: ``commands`` (:class:`sim.harness.top.TopCommand`) and
+    the consumer's channel ``order`` and ``mx9`` map (empty when nothing is converted); ``what``
+    names it in errors."""
+
+    commands: tuple
+    order: np.ndarray
+    mx9: np.ndarray
+    what: str
+    key: str
+
+
+@dataclass(frozen=True)
+class TopShardResult:
+    """What a top shard gave: ``c``, each command's float32 results; ``words``, the next-layer
+    groups (tagged §1.2 words, as :class:`sim.harness.top.TopResult` has them); the top's
+    cycles and wall time, whether it came from the cache, and the host that ran it."""
+
+    c: list
+    words: list
+    cycles: int
+    sim_s: float
+    cached: bool
+    host: str
+
+
+_WORD_BYTES = -(-(MAX_GROUP_BITS + 1) // 8)
+
+
+def top_key(commands, order, mx9, build_id: str) -> str:
+    """The content key of running ``commands`` with ``order`` and ``mx9`` on the top build
+    ``build_id``."""
+    h = hashlib.sha256()
+    for cmd in commands:
+        _hash_operands(h, cmd.a, cmd.w)
+        h.update(repr((cmd.store, cmd.col, cmd.groups)).encode())
+    h.update(np.asarray(order, dtype=np.int64).tobytes())
+    h.update(np.asarray(mx9, dtype=bool).tobytes())
+    h.update(build_id.encode())
+    return "t" + h.hexdigest()[:23]
+
+
 def _path(key: str, cache: Path) -> Path:
     return cache / key[:2] / f"{key}.npz"
 
 
-def cached(key: str, cache: Path = TASKS) -> "ShardResult | None":
+def cached(key: str, cache: Path = TASKS) -> "ShardResult | TopShardResult | None":
     """The stored result of task ``key``, or None (also for an unreadable entry)."""
     try:
         with np.load(_path(key, cache)) as f:
-            return ShardResult(f["c"].copy(), int(f["cycles"]), 0.0, True, str(f["host"]))
+            cycles, host = int(f["cycles"]), str(f["host"])
+            if "words" not in f.files:
+                return ShardResult(f["c"].copy(), cycles, 0.0, True, host)
+            cs = [f[f"c{i}"].copy() for i in range(int(f["commands"]))]
+            words = [int.from_bytes(row.tobytes(), "little") for row in f["words"]]
+            return TopShardResult(cs, words, cycles, 0.0, True, host)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
-def store(key: str, res: ShardResult, cache: Path = TASKS) -> None:
+def _arrays(res: "ShardResult | TopShardResult") -> dict:
+    if isinstance(res, ShardResult):
+        return {"c": res.c, "cycles": res.cycles, "host": res.host}
+    raw = b"".join(w.to_bytes(_WORD_BYTES, "little") for w in res.words)
+    words = np.frombuffer(raw, dtype=np.uint8).reshape(len(res.words), _WORD_BYTES)
+    return {**{f"c{i}": c for i, c in enumerate(res.c)}, "commands": len(res.c),
+            "words": words, "cycles": res.cycles, "host": res.host}
+
+
+def store(key: str, res: "ShardResult | TopShardResult", cache: Path = TASKS) -> None:
     """Write task ``key``'s result into ``cache`` (a temporary file, renamed into place)."""
     path = _path(key, cache)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{key}-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, c=res.c, cycles=res.cycles, host=res.host)
+            np.savez(f, **_arrays(res))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _run_batch(batch: list, cache: "str | Path", hold_s: float, compute) -> list:
+    """Each shard's cached result, or ``compute(shard, t0)``'s, stored as soon as it is made."""
+    cache = Path(cache)
+    out = []
+    for shard in batch:
+        hit = cached(shard.key, cache)
+        if hit is not None:
+            out.append(hit)
+            continue
+        t0 = time.perf_counter()
+        done = compute(shard, t0)
+        if hold_s:
+            time.sleep(hold_s)
+        store(shard.key, done, cache)
+        out.append(done)
+    return out
 
 
 def run_shards(batch: "list[Shard]", config: ArrayConfig, sim: str,
@@ -138,22 +229,26 @@ def run_shards(batch: "list[Shard]", config: ArrayConfig, sim: str,
     busy that long after each run (tests use it to kill a worker while it holds a task)."""
     from sim.harness import run_gemm
 
-    cache = Path(cache)
-    out = []
-    for shard in batch:
-        hit = cached(shard.key, cache)
-        if hit is not None:
-            out.append(hit)
-            continue
-        t0 = time.perf_counter()
+    def compute(shard: Shard, t0: float) -> ShardResult:
         res = run_gemm(shard.a, shard.w, config, sim=sim)
-        done = ShardResult(res.c, res.cycles, time.perf_counter() - t0, False,
+        return ShardResult(res.c, res.cycles, time.perf_counter() - t0, False,
                            socket.gethostname())
-        if hold_s:
-            time.sleep(hold_s)
-        store(shard.key, done, cache)
-        out.append(done)
-    return out
+
+    return _run_batch(batch, cache, hold_s, compute)
+
+
+def run_top_shards(batch: "list[TopShard]", top, sim: str, cache: "str | Path" = TASKS,
+                   hold_s: float = 0.0) -> "list[TopShardResult]":
+    """:func:`run_shards` for top shards: each run on the top's harness for ``top``
+    (:class:`hw.top.TopConfig`) unless cached; harness errors propagate."""
+    from sim.harness.top import run_top
+
+    def compute(shard: TopShard, t0: float) -> TopShardResult:
+        res = run_top(list(shard.commands), shard.order, shard.mx9, top, sim=sim)
+        return TopShardResult(res.c, list(res.groups), res.cycles, time.perf_counter() - t0,
+                              False, socket.gethostname())
+
+    return _run_batch(batch, cache, hold_s, compute)
 
 
 def assemble(parts: list[tuple[Shard, ShardResult]], m: int, n: int) -> np.ndarray:

@@ -215,6 +215,14 @@ def test_model_run_killed_rerun_and_worker_killed(tmp_path):
     assert rep["gemms"] == 6 * 2 * (4 + 8)
     assert rep["tasks_cached"] >= done_before
     assert rep["cycles"] > rep["model_cycles"] > 0
+    # Next-layer groups, one per token and 16 consumer channels, from the DiT's shapes (hidden
+    # 128, 4 heads of 32, MLP 512; 32 tokens: 16 per image, CFG pair): each block's qkv ->
+    # Q, K, V heads (384), attention -> proj (128), proj -> fc1 (128), fc1 -> fc2 (512),
+    # fc2 -> the next block's qkv (128), except the last block's fc2 (the host's final layer).
+    per_step = 32 * (6 * (384 + 128 + 128 + 512 + 128) - 128) // 16
+    assert rep["next_layer_groups"] == {"count": 2 * per_step, "source": "rtl",
+                                        "bit_exact": True}
+    assert rep["netlist"].startswith("mixdit_top_4x4_")
     assert "harness runs" in err
     calib = next((tmp_path / "calib").glob("calib-*.npz"))
     want = _golden_image([3], [0], 2, calib)
@@ -226,12 +234,9 @@ def test_model_run_killed_rerun_and_worker_killed(tmp_path):
         assert (tmp_path / "second" / f"{name}.png").stat().st_size > 0
 
 
-@needs_verilator
-@pytest.mark.parametrize("index,needle", [(0, "step 0, blocks.0.attn.qkv: "),
-                                          (1, "step 0, blocks.0.attn.head")])
-def test_one_flipped_bit_is_exit_1_naming_step_gemm_and_element(tmp_path, capsys, monkeypatch,
-                                                               index, needle):
-    monkeypatch.setenv("MIXDIT_TEST_FLIP_RTL", f"{index},1,2,7")
+def _failed_line(tmp_path, capsys, needle: str) -> list:
+    """Run one step of block 0 on a 4 x 4 top (a test hook set) and return its one CHECK FAILED
+    line, which must contain ``needle``; exit status 1."""
     rc = main(["simulate-model", "--steps", "1", "--rows", "4", "--cols", "4", "--blocks", "0",
                "--calib-samples", "2", "--workers", "1", "--tasks-dir", str(tmp_path / "t"),
                "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
@@ -239,9 +244,64 @@ def test_one_flipped_bit_is_exit_1_naming_step_gemm_and_element(tmp_path, capsys
     assert rc == 1, err
     line = [x for x in err.splitlines() if "CHECK FAILED" in x]
     assert len(line) == 1 and needle in line[0], err
+    return line
+
+
+@needs_verilator
+@pytest.mark.parametrize("index,needle", [(0, "step 0, blocks.0.attn.qkv: "),
+                                          (1, "step 0, blocks.0.attn.head")])
+def test_one_flipped_bit_is_exit_1_naming_step_gemm_and_element(tmp_path, capsys, monkeypatch,
+                                                               index, needle):
+    monkeypatch.setenv("MIXDIT_TEST_FLIP_RTL", f"{index},1,2,7")
+    line = _failed_line(tmp_path, capsys, needle)
     assert "differ in 1 of" in line[0]
     element = "C[1, 2]:" if index == 0 else "(image 0): "
     assert element in line[0] or ("(image 0)" in line[0] and "C[0, 1, 2]:" in line[0]), line[0]
+
+
+@needs_verilator
+@pytest.mark.parametrize("index,needle", [
+    # word 5 of the run: blocks.0.attn.qkv's groups (24 per token), token 0, group 5.
+    (5, "step 0, next-layer groups for blocks.0.attn.qkv: word 5 (token 0, group 5"),
+    # 768 qkv words, then the attention layer's groups of image 0 (8 per token).
+    (768 + 9, "step 0, next-layer groups for blocks.0.attn (image 0): word 9 (token 1, group 1"),
+])
+def test_one_flipped_group_bit_is_exit_1_naming_step_layer_and_word(tmp_path, capsys,
+                                                                     monkeypatch, index,
+                                                                     needle):
+    monkeypatch.setenv("MIXDIT_TEST_FLIP_GROUP", f"{index},3")
+    _failed_line(tmp_path, capsys, needle)
+    assert not (tmp_path / "o" / "rtl.png").exists()
+
+
+def test_consumer_plan_of_the_sampler_follows_the_block_order():
+    from golden.formats import GROUP_SIZE
+    from golden.quality.sampling import Calibration
+    from sim.model import consumer
+
+    class Calib:  # the two questions consumer() asks of a Calibration, answered by hand
+        def perm(self, name, step):
+            return np.arange({"attn.proj": 128, "mlp.fc1": 128, "mlp.fc2": 512,
+                              "attn.qkv": 128}[name.split(".", 2)[2]])[::-1] + step
+
+        def head_formats(self, name, step, p2):
+            return ("mx6", "mx9", "mx6", "mx6")
+
+    assert Calibration.perm and Calibration.head_formats  # the interface mimicked above
+    c = Calib()
+    name, perm, fmts = consumer("blocks.1.attn.qkv", 3, c, 0.05, 0.2, 6, 4, 32)
+    assert name.startswith("attn") and np.array_equal(perm, np.arange(384))
+    # Q, K, V each: 4 heads x 2 groups, head 1 in MX9.
+    assert fmts == ("mx6",) * 2 + ("mx9",) * 2 + ("mx6",) * 4 + (
+        ("mx6",) * 2 + ("mx9",) * 2 + ("mx6",) * 4) * 2
+    for layer, nxt, k in (("blocks.1.attn", "blocks.1.attn.proj", 128),
+                          ("blocks.1.attn.proj", "blocks.1.mlp.fc1", 128),
+                          ("blocks.1.mlp.fc1", "blocks.1.mlp.fc2", 512),
+                          ("blocks.1.mlp.fc2", "blocks.2.attn.qkv", 128)):
+        name, perm, fmts = consumer(layer, 2, c, 0.05, 0.2, 6, 4, 32)
+        assert name == nxt and np.array_equal(perm, np.arange(k)[::-1] + 2)
+        assert len(fmts) == k // GROUP_SIZE and fmts[-1] == "mx9" and fmts[0] == "mx6"
+    assert consumer("blocks.5.mlp.fc2", 0, c, 0.05, 0.2, 6, 4, 32) is None
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -5,16 +5,19 @@ from ..errors import UsageError
 
 _DESCRIPTION = """\
 Sample the shipped DiT (DDIM, classifier-free guidance, the MixDiT scheme) with every accelerator
-GEMM of every block on the array's RTL, and check each GEMM's FP32 results bit for bit against the
-golden model (exit 1 naming the step, GEMM and element at the first difference). The host
+GEMM of every block on the accelerator top's RTL (array, reordering controller and MX converter in
+one Verilog netlist), and check each GEMM's FP32 results and each next-layer MX group the top
+converts them into bit for bit against the golden model (exit 1 naming the step, GEMM and element
+or group word at the first difference). The host
 operations (softmax, norms, GELU, adaLN, residuals, the sampler) stay FP32 and compute on the
 RTL's results, so the final image is the RTL's; it must equal the image of a golden run bit for
 bit. The RTL image, the golden image and the FP32 image are written as PNGs into --out, and
 as float32 arrays in images.npz.
 
-The GEMMs run as tasks on a Dask cluster: a linear layer as shards of whole output-column tiles,
-an attention head's Q K^T and P V as one GEMM per image, each task one run of the array's
-file-driven harness (Verilator or Icarus). --workers N starts a local cluster of N processes
+The GEMMs run as tasks on a Dask cluster: a linear layer as shards of whole row tiles (tokens:
+each next-layer group is one token's), an attention head's Q K^T and P V as one GEMM per image,
+each task one run of the top's file-driven harness (Verilator or Icarus); an attention layer's
+groups take one more run per image, of all its heads' P V at once. --workers N starts a local cluster of N processes
 (default: one per core); --scheduler ADDRESS uses a running one (dask-jobqueue on SLURM/LSF,
 see the README). Every finished task is stored under build/tasks by the content of its operands
 and of the harness build, so a run that was killed and is started again skips what was done.
@@ -59,7 +62,7 @@ def register(sub, formatter_class) -> None:
     from sim.cluster import add_options
 
     add_options(p, "the GEMMs (default: a local cluster of one worker per core)",
-                "one column shard per worker for a linear GEMM")
+                "one row shard per worker for a linear GEMM")
     p.add_argument("--cache-dir", default="build/cache/quality",
                    help="where the calibration is cached")
     p.add_argument("--tasks-dir", default="build/tasks", help="the task result cache")
@@ -80,8 +83,7 @@ def validate(args) -> dict:
     output_dir(args.out, "--out")
     output_dir(args.tasks_dir, "--tasks-dir")
     output_dir(args.cache_dir, "--cache-dir")
-    name, count, fields = FLIP_ENVS[0]
-    flip = env_ints(name, count, fields)
+    flips = tuple(env_ints(name, count, fields) for name, count, fields in FLIP_ENVS)
     check_fraction(args.p1, "--p1")
     check_fraction(args.p2, "--p2")
     for opt in ("steps", "calib_samples", "rows", "cols"):
@@ -103,7 +105,7 @@ def validate(args) -> dict:
         probe_scheduler(args.scheduler)
     return {"classes": _ints(args.classes, "--classes"), "seeds": _ints(args.seeds, "--seeds"),
             "blocks": None if args.blocks is None else _ints(args.blocks, "--blocks"),
-            "flip": flip}
+            "flips": flips}
 
 
 def _calibration(args, model, ckpt_hash: str):
@@ -135,21 +137,24 @@ def format_report(rep: dict) -> str:
         f"p1={rep['p1']:g} p2={rep['p2']:g}",
         f"cluster  {rep['workers']} worker(s) ({rep['cluster']}); {rep['array']} array under "
         f"{rep['simulator_version']}",
-        f"rtl      {rep['gemms']:,} GEMMs on the RTL ({rep['golden_gemms']:,} on golden), "
-        f"{rep['results_checked']:,} FP32 results == golden bit for bit",
+        f"rtl      {rep['gemms']:,} GEMMs on the RTL ({rep['netlist']}; {rep['golden_gemms']:,} "
+        f"on golden), {rep['results_checked']:,} FP32 results == golden bit for bit",
+        f"groups   {rep['next_layer_groups']['count']:,} next-layer MX groups from the top's "
+        "converter == golden bit for bit",
         f"tasks    {rep['tasks']:,} harness runs ({rep['tasks_cached']:,} from the task cache)",
         f"image    RTL image == golden image bit for bit; against FP32: "
         f"{rep['errors_vs_fp32']['sqnr_db']:.2f} dB SQNR, rel. error "
         f"{rep['errors_vs_fp32']['rel_err']:.3e}",
         f"{'':9s}{'layer':22s} {'GEMMs':>6s} {'shards':>6s} {'cycles':>12s} {'util':>6s} "
-        f"{'wall s':>7s}",
+        f"{'groups':>8s} {'wall s':>7s}",
     ]
     for name, r in rep["layers"].items():
         lines.append(f"{'':9s}{name:22s} {r['gemms']:6d} {r['shards']:6d} {r['cycles']:12,} "
-                     f"{r['utilization']:6.1%} {r['wall_s']:7.1f}")
+                     f"{r['utilization']:6.1%} {r['groups']:8,} {r['wall_s']:7.1f}")
     lines += [
-        f"cycles   {rep['cycles']:,} simulated (the shards' runs; one accelerator running each "
-        f"GEMM whole: {rep['model_cycles']:,} by the cycle model)",
+        f"cycles   {rep['cycles']:,} simulated (the shards' runs, conversion tails included; "
+        f"one accelerator running each GEMM whole: {rep['model_cycles']:,} by the cycle model); "
+        f"{rep['groups_cycles']:,} more in the attention layers' groups runs",
         f"time     {rep['wall_s']:.1f} s wall (golden and FP32 runs {rep['golden_s']:.1f} s, RTL "
         f"run {rep['rtl_s']:.1f} s: {rep['cycles_per_s']:,.0f} simulated cycles/s on the "
         "cluster)",
@@ -166,9 +171,9 @@ def run(args) -> int:
     import torch
 
     from golden.dit.shipped import shipped
-    from sim import harness
     from sim.cluster import Progress, ShardRunner, connect
     from sim.harness import HarnessError
+    from sim.harness.top import build_top
     from sim.layer import array_config, progress
     from sim.model import save_grid, simulate_model
     from sim.report import write_json
@@ -197,10 +202,15 @@ def run(args) -> int:
     ckpt = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     progress(f"calibrating MixDiT on {args.calib_samples} FP32 samples ({args.steps} steps)")
     calib = _calibration(args, model, ckpt)
-    try:
-        b = harness.build(config, args.sim, announce=lambda line: progress(f"build: {line}"))
-    except HarnessError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+    built = {}
+
+    def build(top) -> str:
+        try:
+            built["b"] = build_top(top, args.sim,
+                                   announce=lambda line: progress(f"build: {line}"))
+        except HarnessError as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None
+        return built["b"].directory.name
     with connect(args.workers, args.scheduler) as client:
         workers = len(client.scheduler_info()["workers"])
         if workers == 0:
@@ -212,7 +222,7 @@ def run(args) -> int:
         rep = simulate_model(model, calib, labels=labels, seeds=seeds, steps=args.steps,
                              guidance=args.guidance, p1=args.p1, p2=args.p2, blocks=blocks,
                              config=config, sim=args.sim, runner=runner, parts=parts,
-                             build_id=b.directory.name, flip=opts["flip"])
+                             build=build, flips=opts["flips"])
         bar.close()
         cluster = "local" if args.scheduler is None else args.scheduler
     images = rep.pop("images")
@@ -225,7 +235,7 @@ def run(args) -> int:
         "model": args.model if args.checkpoint is None else path, "classes": opts["classes"],
         "seeds": opts["seeds"], "images": len(labels), "steps": args.steps,
         "guidance": args.guidance, "p1": args.p1, "p2": args.p2, "blocks": blocks,
-        "array": config.name, "sim": args.sim, "simulator_version": b.version,
+        "array": config.name, "sim": args.sim, "simulator_version": built["b"].version,
         "workers": workers, "cluster": cluster,
         "shards_per_gemm": parts, **rep,
         "errors_vs_fp32": metrics.error_report(images["rtl"], images["fp32"]),
