@@ -3,8 +3,8 @@
 Prints, for the default 16 x 16 array:
 - utilization of DiT-XL/2's GEMMs under the exact cycle model (hw/cycles.py, checked against the
   RTL by the tests) beside spec §3's no-overlap anchor ``c*Kg + R + C - 2`` per tile;
-- the harness's Verilator build, flat and with the PE as a hierarchical block (one C++ model for
-  the 256 PEs): generated C++, build wall and CPU seconds, and the speed of one 64 x 1152 x 64
+- the harness's Verilator build, flat and with a PE row as a hierarchical block (one C++ model for
+  the 16 rows): generated C++, build wall and CPU seconds, and the speed of one 64 x 1152 x 64
   GEMM in cycles per wall second and per CPU second (builds are cached: a cached build reports
   the figures recorded when it was made);
 - the harness's per-run overhead (process start, memory images, result image) on a tiny GEMM;
@@ -92,7 +92,7 @@ def hierarchy_table(quick: bool) -> None:
     want = expected_bits(a, w)
     rows = []
     for hier in ((True,) if quick else (False, True)):
-        label = "hierarchical PE" if hier else "flat"
+        label = "hierarchical PE row" if hier else "flat"
         b = build(ArrayConfig(), "verilator", hierarchical=hier,
                   announce=lambda line: print(f"... {line}", file=sys.stderr, flush=True))
         st = b.stats()

@@ -1,6 +1,7 @@
 """The accelerator top as one netlist (issue: the accelerator simulated whole, and fast).
 
-Prints, for the 16 x 16 top under Verilator (its PE verilated once as a hierarchical block):
+Prints, for the 16 x 16 top under Verilator (a row of its PEs verilated once as a
+hierarchical block, :class:`hw.array.PERow`):
 - its build: generated C++, build wall and CPU seconds (a cached build reports the figures
   recorded when it was made);
 - the top harness's per-run overhead: a 1 x 16 x 16 command end to end (images written, process
@@ -80,7 +81,7 @@ def build_table(top) -> object:
 
     b = build_top(top, "verilator", announce=_announce)
     st = b.stats()
-    print(f"\nThe top {netlist_name(top)} under {b.version}, its PE a hierarchical block")
+    print(f"\nThe top {netlist_name(top)} under {b.version}, a PE row a hierarchical block")
     print_table(["C++ MB", "build wall s", "build CPU s", "cached"],
                 [[f"{st.get('cpp_bytes', 0) / 1e6:.1f}", f"{st.get('wall_s', 0):.0f}",
                   f"{st.get('cpu_s', 0):.0f}", "yes" if b.build_s == 0 else "no"]])

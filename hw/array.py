@@ -25,7 +25,7 @@ from .config import ArrayConfig
 from .pe import OPERAND, PE, OperandSignature, ResultSignature
 from .skew import Skew
 
-__all__ = ["Mesh", "SkewedMesh"]
+__all__ = ["Mesh", "SkewedMesh", "PERow", "row_module_name", "verilog_modules"]
 
 
 def _check_config(config) -> ArrayConfig:
@@ -65,6 +65,74 @@ def _pe_instance(m: Module, name: str, module: str, a_src, b_src, result):
     return a_o, b_o
 
 
+def row_module_name(pe_module: str) -> str:
+    """The Verilog module of one row of PEs, for PE module ``pe_module``."""
+    return f"{pe_module}_row"
+
+
+class PERow(wiring.Component):
+    """One row of ``cols`` PE instances (Verilog module ``pe_module``), A entering PE 0 and
+    moving right, each column's W entering its PE and leaving below it: the unit the mesh
+    instantiates once per row when its PEs are Verilog instances.
+
+    A row is its own Verilog module so that Verilator can verilate it once as a hierarchical
+    block (one C++ model shared by the R rows): a row per block, rather than a PE per block,
+    makes R calls into the shared models per cycle instead of R x C, and each call has a fixed
+    cost (the model's evaluation loop, its ports copied in and out) that, per PE, was larger
+    than the PE's own logic (``bench/bench_top.py``).
+
+    Attributes
+    ----------
+    a_i : In(OperandSignature)
+        Feeds PE 0.
+    b_i : In(OperandSignature).array(cols)
+        ``b_i[c]`` feeds PE c.
+    b_o : Out(OperandSignature).array(cols)
+        PE c's forwarded W operand, for the row below.
+    result : Out(ResultSignature).array(cols)
+    """
+
+    def __init__(self, cols: int, pe_module: str) -> None:
+        if not isinstance(cols, int) or cols < 1:
+            raise ValueError(f"A row needs a positive number of PEs, not {cols!r}")
+        self.cols = cols
+        self.pe_module = _check_pe_module(pe_module)
+        if self.pe_module is None:
+            raise ValueError("A row instantiates a Verilog PE module; give its name")
+        super().__init__({
+            "a_i": In(OperandSignature),
+            "b_i": In(OperandSignature).array(cols),
+            "b_o": Out(OperandSignature).array(cols),
+            "result": Out(ResultSignature).array(cols),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        a_src = self.a_i
+        for c in range(self.cols):
+            a_src, b_o = _pe_instance(m, f"pe_{c}", self.pe_module, a_src, self.b_i[c],
+                                      self.result[c])
+            m.d.comb += [self.b_o[c].valid.eq(b_o.valid), self.b_o[c].payload.eq(b_o.payload)]
+        return m
+
+
+def _row_instance(m: Module, r: int, cols: int, module: str, a_src, b_src: list, result: list):
+    """Instantiate row ``r`` (module ``module``, :class:`PERow`); returns its b_o buses."""
+    ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal(),
+             "i_a_i__valid": a_src.valid, "i_a_i__payload": a_src.payload}
+    b_o = []
+    for c in range(cols):
+        bus = _Bus(f"row_{r}_{c}", "b_o")
+        b_o.append(bus)
+        ports.update({f"i_b_i__{c}__valid": b_src[c].valid,
+                      f"i_b_i__{c}__payload": b_src[c].payload,
+                      f"o_b_o__{c}__valid": bus.valid, f"o_b_o__{c}__payload": bus.payload,
+                      f"o_result__{c}__valid": result[c].valid,
+                      f"o_result__{c}__payload": result[c].payload})
+    m.submodules[f"row_{r}"] = Instance(module, **ports)
+    return b_o
+
+
 class Mesh(wiring.Component):
     """R x C PEs, A flowing right and W flowing down (spec §3).
 
@@ -98,18 +166,20 @@ class Mesh(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg = self.config
+        if self.pe_module is not None:
+            module = row_module_name(self.pe_module)
+            b_src = list(self.b_i)
+            for r in range(cfg.rows):
+                b_src = _row_instance(m, r, cfg.cols, module, self.a_i[r], b_src,
+                                      self.result[r])
+            return m
         a_out = [[None] * cfg.cols for _ in range(cfg.rows)]
         b_out = [[None] * cfg.cols for _ in range(cfg.rows)]
         for r in range(cfg.rows):
             for c in range(cfg.cols):
                 a_src = self.a_i[r] if c == 0 else a_out[r][c - 1]
                 b_src = self.b_i[c] if r == 0 else b_out[r - 1][c]
-                name = f"pe_{r}_{c}"
-                if self.pe_module is not None:
-                    a_out[r][c], b_out[r][c] = _pe_instance(m, name, self.pe_module, a_src, b_src,
-                                                            self.result[r][c])
-                    continue
-                pe = m.submodules[name] = PE(cfg.multiplier)
+                pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.multiplier)
                 m.d.comb += [
                     pe.a_i.valid.eq(a_src.valid), pe.a_i.payload.eq(a_src.payload),
                     pe.b_i.valid.eq(b_src.valid), pe.b_i.payload.eq(b_src.payload),
@@ -167,3 +237,12 @@ class SkewedMesh(wiring.Component):
             for c in range(cfg.cols):
                 wiring.connect(m, mesh.result[r][c], wiring.flipped(self.result[r][c]))
         return m
+
+
+def verilog_modules(config: ArrayConfig, pe_module: "str | None") -> "list[tuple[str, wiring.Component]]":
+    """The Verilog modules a mesh with ``pe_module`` instantiates, ``(name, component)``: its row
+    (:class:`PERow`) and the PE; none for Amaranth submodules."""
+    if pe_module is None:
+        return []
+    return [(row_module_name(pe_module), PERow(config.cols, pe_module)),
+            (pe_module, PE(config.multiplier))]

@@ -53,10 +53,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .array import SkewedMesh
+from .array import SkewedMesh, verilog_modules
 from .config import ArrayConfig
 from .layouts import TaggedGroup
-from .pe import PE
 
 __all__ = ["GemmArray", "cmd_layout", "a_layout", "w_layout", "out_layout", "make_array",
            "FP32_BITS"]
@@ -120,9 +119,7 @@ class GemmArray(wiring.Component):
     def verilog_dependencies(self) -> "list[tuple[str, wiring.Component]]":
         """``(module name, component)`` of the Verilog modules this design instantiates: the PE
         when ``pe_module`` is set (:func:`hw.emit.emit` writes them into the same file)."""
-        if self.pe_module is None:
-            return []
-        return [(self.pe_module, PE(self.config.multiplier))]
+        return verilog_modules(self.config, self.pe_module)
 
     def elaborate(self, platform) -> Module:
         m = Module()

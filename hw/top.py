@@ -52,9 +52,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .array import verilog_modules
 from .config import ArrayConfig
 from .layouts import TaggedGroup
-from .pe import PE
 from .reorder import Reorder, ReorderConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
 
@@ -149,9 +149,7 @@ class MixDiTTop(wiring.Component):
     @property
     def verilog_dependencies(self) -> "list[tuple[str, wiring.Component]]":
         """The PE module the array instantiates, when ``pe_module`` is set."""
-        if self.pe_module is None:
-            return []
-        return [(self.pe_module, PE(self.config.array.multiplier))]
+        return verilog_modules(self.config.array, self.pe_module)
 
     def elaborate(self, platform) -> Module:
         cfg = self.config

@@ -278,7 +278,7 @@ def test_gemm_command_waves(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_verilator_hierarchical_4x4_waves(tmp_path):
-    """The PE as a hierarchical block (one model for all PEs) gives the bits and cycles of the
+    """A PE row as a hierarchical block (one model for all rows) gives the bits and cycles of the
     formula, and its traced build writes FST and VCD with the same results."""
     _need("verilator")
     rng = np.random.default_rng(44)
@@ -288,7 +288,7 @@ def test_verilator_hierarchical_4x4_waves(tmp_path):
     assert res.cycles == cycles and "5.048" in res.version
     from sim import harness
     b = harness.build(SMALL, "verilator")
-    assert (b.directory / "obj_dir" / "Vgemm_4x4_pe").is_dir(), "no hierarchical PE model"
+    assert (b.directory / "obj_dir" / "Vgemm_4x4_pe_row").is_dir(), "no hierarchical row model"
     for name in ("w.fst", "w.vcd"):
         res = _check(a, w, SMALL, "verilator", waves=tmp_path / name)
         assert res.cycles == cycles

@@ -6,7 +6,7 @@ configuration and simulator, cached under ``build/harness/``), runs it, and read
 ``$writememh`` image of C back, with the cycle count the testbench measured.
 
 ``verilator --binary`` (the project's Verilator 5.048, :mod:`sim.verilator`) is the fast path,
-with the PE verilated as a hierarchical block so that one C++ model serves every PE; Icarus
+with a row of PEs verilated as a hierarchical block so that one C++ model serves every row; Icarus
 Verilog runs the same testbench for small GEMMs, and both give the same bits
 (tests/test_harness.py). The generic build and run machinery, which the top's harness shares, is
 :mod:`sim.harness.builder`.
@@ -29,6 +29,7 @@ import numpy as np
 
 from golden.formats import MAX_GROUP_BITS, MX6, MX9
 from golden.mx import MXTensor, pack_bytes, read_memh, write_memh
+from hw.array import row_module_name
 from hw.config import ArrayConfig
 from hw.emit import emit
 from hw.sequencer import GemmArray
@@ -99,7 +100,7 @@ def gemm_design(config: ArrayConfig = ArrayConfig(),
                 hierarchical: bool = True) -> Design:
     """The array's harness as a :class:`~sim.harness.builder.Design`: ``gemm_tb.sv`` around
     :class:`hw.sequencer.GemmArray` with its PE emitted as a module of its own, verilated as a
-    hierarchical block (one C++ model for all R x C PEs) unless ``hierarchical`` is False."""
+    hierarchical block (one C++ model for all R rows of PEs) unless ``hierarchical`` is False."""
     depths = depths or _VERILATOR_DEPTHS
     top = f"gemm_{config.name.replace('-', '_')}"
     pe = f"{top}_pe"
@@ -115,7 +116,8 @@ def gemm_design(config: ArrayConfig = ArrayConfig(),
     }
     return Design(name=config.name + ("" if hierarchical else "-flat"), testbench=TB,
                   top="gemm_tb", emit=emit_array, sources=[ROOT / p for p in _RTL_SOURCES],
-                  defines=defines, hier_blocks=(pe,) if hierarchical else (), params=repr(config))
+                  defines=defines, hier_blocks=(row_module_name(pe),) if hierarchical else (),
+                  params=repr(config))
 
 
 def build(config: ArrayConfig = ArrayConfig(), sim: str = "verilator", *,
@@ -136,7 +138,7 @@ def build(config: ArrayConfig = ArrayConfig(), sim: str = "verilator", *,
     jobs : int
         Parallel C++ compile jobs of the Verilator build.
     hierarchical : bool
-        Verilate the PE as a hierarchical block (the default; False gives the flat build, kept
+        Verilate a PE row as a hierarchical block (the default; False gives the flat build, kept
         for the benchmark's before/after).
     """
     return _build.build(gemm_design(config, depths, hierarchical=hierarchical), sim,
@@ -208,7 +210,7 @@ def run_gemm(a: MXTensor, w: MXTensor, config: ArrayConfig = ArrayConfig(), *,
     announce : callable, optional
         Called with one line when a build that is not cached starts.
     hierarchical : bool
-        Verilator: the PE as a hierarchical block (default) or the flat build.
+        Verilator: a PE row as a hierarchical block (default) or the flat build.
 
     Returns
     -------

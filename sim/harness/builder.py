@@ -13,9 +13,12 @@ version. A build is made in a temporary directory beside the cache and renamed i
 when complete, so an interrupted build never leaves an entry a later run trusts; a lock file
 stops two test workers from building the same entry twice.
 
-Hierarchical verilation (Verilator 5.048): the modules in :attr:`Design.hier_blocks` (the PE of
-the array) are marked in a Verilator configuration file (``hier_block -module``), so that one
-C++ model of the PE serves all R x C instances instead of one copy per instance.
+Hierarchical verilation (Verilator 5.048): the modules in :attr:`Design.hier_blocks` (a row of
+the array's PEs, :class:`hw.array.PERow`) are marked in a Verilator configuration file
+(``hier_block -module``), so that one C++ model of the row serves all R rows instead of one copy
+of the code per PE instance. A row rather than a PE: every call into a hierarchical block's model
+costs a fixed overhead (its evaluation loop, a lock, its ports copied both ways, two or three
+calls per cycle), and with a PE per block that overhead outweighed the PE's logic.
 """
 
 from __future__ import annotations
@@ -162,9 +165,19 @@ def _key(design: Design, sim: str, waves: "str | None", flags: Sequence[str], ve
     return h.hexdigest()[:16]
 
 
-def _verilator_cmd(design: Design, rtl: Sequence[Path], out: Path, waves: "str | None",
-                   jobs: int) -> list[str]:
-    cmd = [str(verilator.executable()), "--binary", "-O3", "--x-assign", "0", "--x-initial", "0",
+def _verilator_cmds(design: Design, rtl: Sequence[Path], out: Path, waves: "str | None",
+                    jobs: int) -> list[list[str]]:
+    """The commands that build ``design`` under Verilator, run in order.
+
+    A flat design is one ``verilator --binary``. A hierarchical one is verilated without
+    ``--build`` and then compiled by one ``make -jN`` of the top's makefile: Verilator's own
+    ``--build`` of a hierarchical design compiles the top from inside a recipe of its outer make
+    (without that make's job server, so on one job) while the outer make compiles the blocks'
+    library, and when the top's make gets jobs of its own both compile that library at once and
+    the link fails on a half-written archive. The top's makefile alone orders them (its archive
+    depends on the blocks' libraries)."""
+    mode = ["--cc", "--exe", "--main", "--timing"] if design.hier_blocks else ["--binary"]
+    cmd = [str(verilator.executable()), *mode, "-O3", "--x-assign", "0", "--x-initial", "0",
            "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", design.top,
            "-Mdir", str(out / "obj_dir"), "-j", str(jobs), "-MAKEFLAGS", f"OPT_FAST={VERILATOR_OPT}"]
     if waves == "fst":
@@ -180,7 +193,11 @@ def _verilator_cmd(design: Design, rtl: Sequence[Path], out: Path, waves: "str |
     if waves:
         defines["WAVES"] = 1
     cmd += [f"-D{k}={v}" for k, v in defines.items()]
-    return cmd + [str(design.testbench), *map(str, rtl)]
+    cmds = [cmd + [str(design.testbench), *map(str, rtl)]]
+    if design.hier_blocks:
+        cmds.append(["make", "-C", str(out / "obj_dir"), "-f", f"V{design.top}.mk", f"-j{jobs}",
+                     f"OPT_FAST={VERILATOR_OPT}"])
+    return cmds
 
 
 def _icarus_cmd(design: Design, rtl: Sequence[Path], target: Path) -> list[str]:
@@ -264,14 +281,18 @@ def build(design: Design, sim: str, *, waves: "str | None" = None, jobs: int = 2
             rtl = list(design.emit(tmp))
             target = _target(sim, tmp, design.top)
             if sim == "verilator":
-                cmd = _verilator_cmd(design, rtl, tmp, waves_key, jobs)
+                cmds = _verilator_cmds(design, rtl, tmp, waves_key, jobs)
                 env = verilator.environment()
             else:
-                cmd = _icarus_cmd(design, rtl, target)
+                cmds = [_icarus_cmd(design, rtl, target)]
                 env = None
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
-            log = proc.stdout + proc.stderr
-            (tmp / "build.log").write_text(" ".join(cmd) + "\n" + log)
+            log = ""
+            for cmd in cmds:
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
+                log += " ".join(cmd) + "\n" + proc.stdout + proc.stderr
+                if proc.returncode != 0:
+                    break
+            (tmp / "build.log").write_text(log)
             if proc.returncode != 0 or not target.exists():
                 raise HarnessError(f"{sim} build of {design.name} failed (exit {proc.returncode}): "
                                    f"{failure_reason(log)}\n{log[-4000:]}")
@@ -280,7 +301,7 @@ def build(design: Design, sim: str, *, waves: "str | None" = None, jobs: int = 2
             (tmp / "build.json").write_text(json.dumps({
                 "wall_s": round(time.perf_counter() - t0, 2),
                 "cpu_s": round(_children_cpu() - cpu0, 2), "cpp_bytes": cpp,
-                "command": cmd}, indent=1))
+                "command": cmds[0]}, indent=1))
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

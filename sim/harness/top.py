@@ -25,6 +25,7 @@ import numpy as np
 
 from golden.formats import GROUP_SIZE, MAX_GROUP_BITS, MX6, MX9
 from golden.mx import MXTensor, pack_bytes, read_memh, write_memh
+from hw.array import row_module_name
 from hw.config import ArrayConfig
 from hw.emit import emit
 from hw.reorder import ReorderConfig
@@ -144,7 +145,7 @@ def _defines(config: TopConfig, depths) -> dict:
 
 def top_design(config: TopConfig, depths: "tuple | None" = None) -> Design:
     """The top's harness as a :class:`~sim.harness.builder.Design`: ``top_tb.sv`` around
-    :class:`hw.top.MixDiTTop`, its PE verilated as a hierarchical block (one C++ model for all
+    :class:`hw.top.MixDiTTop`, a row of its PEs verilated as a hierarchical block (one C++ model for all
     R x C PEs)."""
     depths = tuple(depths or _VERILATOR_DEPTHS)
     name = netlist_name(config)
@@ -155,7 +156,7 @@ def top_design(config: TopConfig, depths: "tuple | None" = None) -> Design:
 
     return Design(name=f"top-{name}", testbench=TB, top="top_tb", emit=emit_top,
                   sources=[ROOT / f for f in _TOP_SOURCES], defines=_defines(config, depths),
-                  hier_blocks=(pe,), params=repr(config))
+                  hier_blocks=(row_module_name(pe),), params=repr(config))
 
 
 def build_top(config: TopConfig, sim: str = "verilator", *, waves: "str | None" = None,
