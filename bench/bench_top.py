@@ -24,6 +24,7 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
@@ -129,7 +130,10 @@ def _sharded(top, workers: int, shards: int, build_id: str, a, w, order, mx9) ->
         cmds = (TopCommand(a[m0:m1], w, True, 0, len(mx9)),)
         pieces.append(TopShard(cmds, order, mx9, f"rows [{m0}, {m1})",
                                top_key(cmds, order, mx9, build_id)))
-    with tempfile.TemporaryDirectory(prefix="mixdit-bench-tasks-") as cache:
+    with tempfile.TemporaryDirectory(prefix="mixdit-bench-tasks-") as cache, \
+            warnings.catch_warnings():
+        # Each shard carries W (10 MB): Dask warns of the large graph, which it is, once.
+        warnings.filterwarnings("ignore", "Sending large graph")
         t0, c0 = time.perf_counter(), _cpu()
         with connect(workers) as client:
             runner = ShardRunner(client, top.array, "verilator",
@@ -176,6 +180,7 @@ def _cocotb_row(sim: str) -> list:
     from hw.config import ArrayConfig
     from hw.top import MixDiTTop
     from sim.harness.top import top_config
+    from sim.cocotb_top import PERIOD_NS
     from sim.runner import BUILD, ROOT, run_cocotb, skip_reason
 
     if skip_reason(sim):
@@ -193,7 +198,10 @@ def _cocotb_row(sim: str) -> list:
                                     "TOP_SEED": "11", "TOP_RANDOM": "0"})
     cpu = _cpu() - c0
     case_el = next(ET.parse(results).iter("testcase"))
-    cycles = float(case_el.get("sim_time_ns")) / 10      # cocotb_top's 10 ns clock
+    props = {p.get("name"): p.get("value") for p in case_el.iter("property")}
+    if props.get("sim_time_unit") != "ns":
+        raise RuntimeError(f"cocotb reported simulated time in {props.get('sim_time_unit')!r}")
+    cycles = float(props["sim_time_duration"]) / PERIOD_NS
     wall = float(case_el.get("time"))
     timing = json.loads((BUILD / f"{case}-{sim}" / "timing.json").read_text())
     return [sim, f"{cycles:,.0f}", f"{wall:.1f}", f"{cycles / wall:,.0f}",
