@@ -11,10 +11,12 @@ drain tile t while tile t+1 computes (:mod:`hw.sequencer`).
 in front of it, so that one K step enters all rows and columns in the same cycle.
 
 Both take ``pe_module``: with None the PEs are Amaranth submodules (what Amaranth's simulator
-needs); with a Verilog module name they are instances of that module, which the emitter writes
-once beside the array (:attr:`hw.sequencer.GemmArray.verilog_dependencies`). Amaranth emits every
-submodule instance as its own Verilog module, so a 16 x 16 grid of submodules is 256 copies of the
-PE (about 30 MB of Verilog and minutes of Yosys); one shared module is 125 kB.
+needs); with a Verilog module name they are instances of that module, C to a row module
+(:class:`PERow`, ``<pe_module>_row``) that the mesh instantiates R times; the emitter writes both
+once beside the array (:func:`verilog_modules`, :attr:`hw.sequencer.GemmArray.verilog_dependencies`).
+Amaranth emits every submodule instance as its own Verilog module, so a 16 x 16 grid of
+submodules is 256 copies of the PE (about 30 MB of Verilog and minutes of Yosys); one shared
+module is 125 kB. The row is the unit Verilator verilates once as a hierarchical block.
 """
 
 from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal
