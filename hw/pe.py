@@ -56,11 +56,11 @@ product: 4 products per cycle), MX9 x MX6 and MX6 x MX9 8 cycles (two multiplier
 the MX9 magnitude, zero-extended to 8 bits, splits into two nibbles), MX9 x MX9 16 cycles (four
 multipliers per product, the four nibble cross products).
 
-Datapath (cheap per cycle, for hardware and simulators alike): when a pair loads, each operand's
-16 elements are unpacked once into byte slots ``{sign, magnitude}`` (two 64-bit registers) and its
-microexponents into an 8-bit register; each multiply step shifts them by the elements it consumed
-(4, 2 or 1), so the four multipliers read slots at fixed positions instead of selecting elements
-by the step. The group sum is kept as a two's-complement bit pattern; conversion and adder
+Datapath (cheap per cycle, for hardware and simulators alike): in a pair's first step each
+operand's 16 elements are unpacked once from its operand register into byte slots ``{sign,
+magnitude}`` (two 64-bit words) and its microexponents into an 8-bit field; each multiply step
+shifts them by the elements it consumed (4, 2 or 1) into slot registers for the next, so the four
+multipliers read slots at fixed positions instead of selecting elements by the step. The group sum is kept as a two's-complement bit pattern; conversion and adder
 normalise with a logarithmic shifter (:func:`hw.fp32.normalize`).
 
 The ``multiplier="8x8"`` variant replaces the four 4x4 multipliers by one 8x8 multiplier doing
@@ -182,34 +182,42 @@ class PE(wiring.Component):
         hi = Mux(group.fmt, elems9[64:128], Cat(*six[8:16]))
         return lo, hi
 
-    def _mac_4x4(self, m: Module, step, a, b, a_in, b_in, active):
+    def _mac_4x4(self, m: Module, step, a, b, active):
         """The sum of this step's products, from four 4x4 multipliers (spec §2.2).
 
-        The operands are unpacked once, when they load, into slot registers (one byte per
-        element, see :meth:`_slots`) and 8-bit microexponent registers; each step shifts them
-        by the elements it consumed (4 in MX6 x MX6, 2 mixed, 1 in MX9 x MX9), so multiplier k
-        always reads a slot at a fixed position: k (MX6 x MX6), k // 2 (mixed) or 0 (MX9 x MX9).
+        The operands are unpacked once, in the first step of a pair, from the operand registers
+        into slots (one byte per element, see :meth:`_slots`) and an 8-bit microexponent field;
+        each step shifts them by the elements it consumed (4 in MX6 x MX6, 2 mixed, 1 in MX9 x
+        MX9) into slot registers that the next step reads, so multiplier k always reads a slot at
+        a fixed position: k (MX6 x MX6), k // 2 (mixed) or 0 (MX9 x MX9). Unpacking from the
+        operand registers rather than from the input ports keeps every gate of the PE off its
+        inputs but the operand registers' own enables: a simulator evaluates logic on a module's
+        inputs when they change as well as after the clock edge.
         """
         a9, b9 = a.fmt, b.fmt
         regs = {}
-        for side, group_in, port in (("a", a_in, self.a_i), ("b", b_in, self.b_i)):
-            lo = Signal(64, name=f"{side}_slot_lo")
-            hi = Signal(64, name=f"{side}_slot_hi")
-            mu = Signal(8, name=f"{side}_mu")
-            in_lo, in_hi = self._slots(group_in)
-            with m.If(port.valid):
-                m.d.sync += [lo.eq(in_lo), hi.eq(in_hi), mu.eq(group_in.word.mx9.micro)]
-            with m.Elif(active):
+        for side, group, port in (("a", a, self.a_o), ("b", b, self.b_o)):
+            lo_r = Signal(64, name=f"{side}_slot_lo")
+            hi_r = Signal(64, name=f"{side}_slot_hi")
+            mu_r = Signal(8, name=f"{side}_mu")
+            # The pair's first step (its operands loaded in the last cycle) reads the operand
+            # registers; later steps read what the step before shifted.
+            in_lo, in_hi = self._slots(group)
+            lo = Signal(64, name=f"{side}_cur_lo")
+            hi = Signal(64, name=f"{side}_cur_hi")
+            mu = Signal(8, name=f"{side}_cur_mu")
+            m.d.comb += [lo.eq(Mux(port.valid, in_lo, lo_r)), hi.eq(Mux(port.valid, in_hi, hi_r)),
+                         mu.eq(Mux(port.valid, group.word.mx9.micro, mu_r))]
+            with m.If(active):
                 with m.If(a9 & b9):      # one element per step, a new subgroup every 2 steps
-                    m.d.sync += [lo.eq(Cat(lo[8:64], hi[0:8])), hi.eq(hi[8:64])]
-                    with m.If(step[0]):
-                        m.d.sync += mu.eq(mu[1:8])
+                    m.d.sync += [lo_r.eq(Cat(lo[8:64], hi[0:8])), hi_r.eq(hi[8:64]),
+                                 mu_r.eq(Mux(step[0], mu[1:8], mu))]
                 with m.Elif(a9 | b9):    # two elements (one subgroup) per step
-                    m.d.sync += [lo.eq(Cat(lo[16:64], hi[0:16])), hi.eq(hi[16:64]),
-                                 mu.eq(mu[1:8])]
+                    m.d.sync += [lo_r.eq(Cat(lo[16:64], hi[0:16])), hi_r.eq(hi[16:64]),
+                                 mu_r.eq(mu[1:8])]
                 with m.Else():           # four elements (two subgroups) per step
-                    m.d.sync += [lo.eq(Cat(lo[32:64], hi[0:32])), hi.eq(hi[32:64]),
-                                 mu.eq(mu[2:8])]
+                    m.d.sync += [lo_r.eq(Cat(lo[32:64], hi[0:32])), hi_r.eq(hi[32:64]),
+                                 mu_r.eq(mu[2:8])]
             regs[side] = (lo, mu)
         (a_lo, a_mu), (b_lo, b_mu) = regs["a"], regs["b"]
         narrow = Signal(name="narrow")  # MX6 x MX6: every multiplier on its own element
@@ -297,8 +305,7 @@ class PE(wiring.Component):
         step = Signal(4, name="step")
         if self.multiplier == "4x4":
             last_step = Mux(a.fmt & b.fmt, 15, Mux(a.fmt | b.fmt, 7, 3))
-            terms = self._mac_4x4(m, step, a, b, self.a_i.payload.group, self.b_i.payload.group,
-                                  active)
+            terms = self._mac_4x4(m, step, a, b, active)
         else:
             last_step = Const(GROUP_SIZE - 1, 4)
             terms = self._mac_8x8(m, step, a, b)
