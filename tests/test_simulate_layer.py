@@ -241,11 +241,17 @@ def test_whole_block_verilator_16x16(tmp_path, capsys):
     assert rep["errors"]["mixdit"]["rel_err"] < rep["errors"]["mx6"]["rel_err"]
 
 
-@pytest.mark.slow
 @needs_data
 @needs_verilator
-def test_demo(capsys, tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "rtl")]) == 0
+@pytest.mark.parametrize("size", [
+    pytest.param(16, marks=pytest.mark.slow),
+    4,   # what make demo runs, on a small array: the quick suite runs the command itself
+])
+def test_demo(capsys, tmp_path, size):
+    assert main(["demo", "--out", str(tmp_path / "rtl"), "--rows", str(size), "--cols",
+                 str(size)]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "rtl" / "top.v").is_file()
-    assert out.count("== golden bit for bit") >= 4
+    # Each layer: its FP32 results and its next-layer groups, both checked.
+    assert out.count("== golden bit for bit") == 4, out
+    assert out.count(f"({size}x{size} array)") == 2, out

@@ -10,7 +10,7 @@ prints each report: the layer's cycles through the top beside the array's, PE ut
 share of MX9 groups, and the error of MixDiT beside MX6-only and MX9-only against FP32.
 
 The activations are the shipped fixture capture (golden/dit/data/fixture_capture.npz). The first
-run builds the top's Verilator testbench (cached under build/harness/, several minutes on two
+run builds the top's Verilator testbench (cached under build/harness/, about a minute on two
 cores); later runs take well under a minute.
 """
 
@@ -29,13 +29,27 @@ def register(sub, formatter_class) -> None:
     p.set_defaults(func=run)
 
 
+def demo_layers() -> tuple:
+    """The layers the demo runs."""
+    return ("blocks.5.mlp.fc1", "blocks.5.attn")
+
+
+def simulate_layer_argv(layer: str, sim: str, rows: int, cols: int) -> list:
+    """The ``mixdit simulate-layer`` command line the demo runs for ``layer``."""
+    from golden.dit.capture import FIXTURE_PATH
+
+    return ["simulate-layer", "--activations", str(FIXTURE_PATH), "--layer", layer,
+            "--timestep", "480", "--p1", "0.05", "--p2", "0.2", "--rounding", "trunc",
+            "--sim", sim, "--rows", str(rows), "--cols", str(cols)]
+
+
 def run(args) -> int:
-    import argparse
     import time
 
     from golden.dit.capture import FIXTURE_PATH
     from hw.emit import BLOCKS, emit_block
 
+    from ..cli import build_parser
     from . import simulate_layer
     from ..inputs import output_dir
     from ..layer import progress
@@ -47,12 +61,10 @@ def run(args) -> int:
     for name in sorted(BLOCKS):
         print(f"wrote {emit_block(name, args.out)}")
     print(f"({time.perf_counter() - t0:.1f} s)\n")
-    for layer in ("blocks.5.mlp.fc1", "blocks.5.attn"):
-        ns = argparse.Namespace(
-            checkpoint=None, activations=str(FIXTURE_PATH), layer=layer, block=None,
-            timestep=480, p1=0.05, p2=0.2, rounding="trunc", sim=args.sim, rows=args.rows,
-            cols=args.cols, tokens=None, images=None, out_channels=None, no_convert=False,
-            vcd=None, json=None)
+    for layer in demo_layers():
+        # simulate-layer's own parser and checks, so that the demo runs what a user would type.
+        argv = simulate_layer_argv(layer, args.sim, args.rows, args.cols)
+        ns = build_parser().parse_args(argv)
         print(f"$ mixdit simulate-layer --activations {FIXTURE_PATH.name} --layer {layer} "
               "--timestep 480")
         simulate_layer.run(ns)
