@@ -66,15 +66,12 @@ def qkv_case(m: int):
 
 
 def _golden(a, w, order, mx9):
+    """The golden FP32 bits and the tagged next-layer words (what the top must give)."""
     from golden import gemm, mx
-    from golden.formats import MAX_GROUP_BITS
 
     c = gemm.mx_matmul(a, w)
     fmts = ["mx9" if f else "mx6" for f in mx9]
-    words = mx.pack(mx.quantize(c[:, order], fmts)).reshape(-1)
-    groups = len(fmts)
-    tagged = [int(x) | (int(mx9[i % groups]) << MAX_GROUP_BITS) for i, x in enumerate(words)]
-    return c.view(np.uint32), tagged
+    return c.view(np.uint32), list(mx.pack_tagged(mx.quantize(c[:, order], fmts)).reshape(-1))
 
 
 def build_table(top) -> object:
@@ -122,14 +119,9 @@ def _one_run(top, a, w, order, mx9) -> dict:
 
 def _sharded(top, workers: int, shards: int, build_id: str, a, w, order, mx9) -> dict:
     from sim.cluster import Progress, ShardRunner, connect
-    from sim.harness.top import TopCommand
-    from sim.shard import TopShard, row_ranges, top_key
+    from sim.shard import top_row_shards
 
-    pieces = []
-    for m0, m1 in row_ranges(a.shape[0], top.array.rows, shards):
-        cmds = (TopCommand(a[m0:m1], w, True, 0, len(mx9)),)
-        pieces.append(TopShard(cmds, order, mx9, f"rows [{m0}, {m1})",
-                               top_key(cmds, order, mx9, build_id)))
+    pieces = top_row_shards(a, w, order, mx9, top.array.rows, shards, build_id)
     with tempfile.TemporaryDirectory(prefix="mixdit-bench-tasks-") as cache, \
             warnings.catch_warnings():
         # Each shard carries W (10 MB): Dask warns of the large graph, which it is, once.

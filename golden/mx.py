@@ -25,12 +25,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .formats import (
-    EXP_BIAS, GROUP_SIZE, MAX_GROUP_BITS, MICRO_COUNT, NAN_EXP, SUBGROUP_SIZE, MXFormat,
+    EXP_BIAS, GROUP_SIZE, MAX_GROUP_BITS, MICRO_COUNT, MX9, NAN_EXP, SUBGROUP_SIZE, MXFormat,
     format_codes, format_of,
 )
 
 __all__ = [
-    "ROUNDINGS", "MXTensor", "quantize", "mx9_to_mx6", "pack", "pack_bytes", "unpack",
+    "ROUNDINGS", "MXTensor", "quantize", "mx9_to_mx6", "pack", "pack_tagged", "pack_bytes", "unpack",
     "write_memh", "read_memh", "words_to_bytes", "bytes_to_words",
 ]
 
@@ -294,6 +294,18 @@ def words_to_bytes(words: "np.ndarray | Iterable[int]", nbytes: int) -> np.ndarr
 def pack(t: MXTensor) -> np.ndarray:
     """Packed group words (spec §1.2): an object array of Python ints, shape ``[..., G]``."""
     return bytes_to_words(pack_bytes(t))
+
+
+def pack_tagged(t: MXTensor) -> np.ndarray:
+    """Packed group words with their precision tag above the word (bit ``MAX_GROUP_BITS``: 1 for
+    MX9), as a group travels on the hardware's buses (``hw.layouts.TaggedGroup``) and leaves
+    the MX converter: an object array of Python ints, shape ``[..., G]``."""
+    words = pack(t)
+    tags = np.broadcast_to(np.asarray(t.fmt) == MX9.code, words.shape)
+    out = np.empty(words.size, dtype=object)
+    out[:] = [int(w) | (int(g) << MAX_GROUP_BITS)
+              for w, g in zip(words.reshape(-1), tags.reshape(-1))]
+    return out.reshape(words.shape)
 
 
 def unpack(words: "np.ndarray | Sequence", fmt: "str | MXFormat | Sequence[str]",

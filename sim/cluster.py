@@ -191,10 +191,7 @@ class ShardRunner:
             try:
                 res = fut.result()
             except Exception as exc:  # a worker's harness error, or a task that killed workers
-                if isinstance(batch[0], TopShard):
-                    part = ", ".join(s.what for s in batch[:3])
-                else:
-                    part = "output columns " + ", ".join(f"[{s.n0}, {s.n1})" for s in batch[:3])
+                part = ", ".join(s.what for s in batch[:3])
                 why = str(exc).splitlines()[0] if str(exc) else ""
                 raise CheckFailed(f"{what}: the RTL run of {part} failed: "
                                   f"{type(exc).__name__}: {why}") from None

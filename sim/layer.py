@@ -42,7 +42,7 @@ from golden.layer import (
     ATTN_KIND, LINEAR_KINDS, BlockPlans, Executor, LayerName, Runner, block_params, calibrate_block,
     consumer_plan, run_block,
 )
-from golden.mx import pack, quantize
+from golden.mx import pack_tagged, quantize
 
 from .errors import CheckFailed, UsageError
 
@@ -270,11 +270,10 @@ def _check_c(name: str, got: np.ndarray, want: np.ndarray) -> None:
 def _check_groups(name: str, words: list[int], c: np.ndarray, perm, fmts, rounding: str) -> None:
     """The top's next-layer groups (MX9 tag above the §1.2 word) against golden.mx, word by
     word."""
-    ref = pack(quantize(c[:, perm], list(fmts), rounding)).reshape(-1)
+    ref = pack_tagged(quantize(c[:, perm], list(fmts), rounding)).reshape(-1)
     groups = len(fmts)
     for idx, (got, want) in enumerate(zip(words, ref)):
         fmt = fmts[idx % groups]
-        want = int(want) | (int(fmt == MX9.name) << MAX_GROUP_BITS)
         if got != want:
             raise CheckFailed(
                 f"next-layer groups for {name}: word {idx} (token {idx // groups}, group "

@@ -42,13 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.formats import GROUP_SIZE, MAX_GROUP_BITS, MX9
+from golden.formats import MAX_GROUP_BITS, MX9
 from golden.gemm import mx_matmul
-from golden.mixdit import linear_formats
 from golden.mx import MXTensor
 
 from .errors import CheckFailed, UsageError
-from .shard import TopShard, row_ranges, top_key
+from .shard import TopShard, row_ranges, top_key, top_row_shards
 
 #: The rounding of the top's converter: the sampler quantizes with golden.mx.quantize's default.
 ROUNDING = "trunc"
@@ -86,27 +85,19 @@ def _golden(a: MXTensor, w: MXTensor) -> np.ndarray:
     return mx_matmul(a, w) if a.exp.ndim == 2 else mx_matmul_batched(a, w)
 
 
-def consumer(name: str, step: int, calib, p1: float, p2: float, nblocks: int, heads: int,
+def consumer(name: str, step: int, calib, p1: float, p2: float, nblocks: int,
              head_dim: int) -> "tuple[str, np.ndarray, tuple[str, ...]] | None":
-    """What the top converts layer ``name``'s results into (:func:`golden.layer.consumer_plan`'s
-    pairs): the consumer's name, channel order and per-group formats at ``step``, from the
-    sampler's calibration; None for the last block's fc2 (the final layer runs on the host).
-    ``name`` is a linear layer (``blocks.2.mlp.fc1``) or an attention layer (``blocks.2.attn``).
-    """
+    """What the top converts layer ``name``'s results into at ``step``: the consumer's name,
+    channel order and per-group formats (:func:`golden.layer.consumer_plan`, on the sampler's
+    calibration, :meth:`golden.quality.sampling.Calibration.block_plans`); None for the last
+    block's fc2 (the final layer runs on the host). ``name`` is a linear layer
+    (``blocks.2.mlp.fc1``) or an attention layer (``blocks.2.attn``)."""
+    from golden.layer import consumer_plan
+
     b = block_of(name)
-    kind = name.split(".", 2)[2]
-    if kind == "attn.qkv":
-        per = -(-head_dim // GROUP_SIZE)
-        fmts = calib.head_formats(f"blocks.{b}.attn", step, p2)
-        return ("attn (Q, K, V heads)", np.arange(3 * heads * head_dim),
-                tuple(f for _ in range(3) for f in fmts for _ in range(per)))
-    nxt = {"attn": f"blocks.{b}.attn.proj", "attn.proj": f"blocks.{b}.mlp.fc1",
-           "mlp.fc1": f"blocks.{b}.mlp.fc2",
-           "mlp.fc2": f"blocks.{b + 1}.attn.qkv" if b + 1 < nblocks else None}[kind]
-    if nxt is None:
-        return None
-    perm = calib.perm(nxt, step)
-    return nxt, perm, tuple(linear_formats(len(perm), p1))
+    nxt = calib.block_plans(b + 1, step, p1, p2) if b + 1 < nblocks else None
+    return consumer_plan(name.split(".", 2)[2], calib.block_plans(b, step, p1, p2), nxt,
+                         head_dim)
 
 
 def _slices(a: MXTensor, w: MXTensor) -> list:
@@ -200,6 +191,7 @@ def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guida
     scheme = mixdit_scheme(p1, p2)
     on_rtl = set(blocks)
     nblocks = len(model.blocks)
+    head_dim = model.cfg.hidden_size // model.cfg.num_heads
     run = Run()
     flip, flip_group = flips
     need = {"tasks": 0, "tokens": 0, "chans": 0}
@@ -263,11 +255,9 @@ def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guida
         run.layers[layer or layer_of(name)]["groups"] += len(words)
 
     def linear(name: str, step: int, a: MXTensor, w: MXTensor, want: np.ndarray):
-        heads = heads_of(name)
-        cons = consumer(name, step, calib, p1, p2, nblocks, heads, w.shape[0] // (3 * heads))
-        groups = 0 if cons is None else len(cons[2])
-        pieces = [task((TopCommand(a[m0:m1], w, True, 0, groups),), cons, f"rows [{m0}, {m1})")
-                  for m0, m1 in row_ranges(a.shape[0], config.rows, parts)]
+        cons = consumer(name, step, calib, p1, p2, nblocks, head_dim)
+        perm, fmts = (np.arange(0), ()) if cons is None else (cons[1], cons[2])
+        pieces = top_row_shards(a, w, perm, _mx9_map(fmts), config.rows, parts, build_id)
         done = [r[0] for r in runner.run([[p] for p in pieces], f"step {step}, {name}")]
         c = np.concatenate([r.c[0] for r in done])
         words = [x for r in done for x in r.words]
@@ -287,7 +277,7 @@ def simulate_model(model, calib, *, labels: list, seeds: list, steps: int, guida
     def attention_groups(layer: str, step: int, heads: dict) -> None:
         """The layer's P V products again, all heads in the top's buffer, converted for
         attn.proj (module docstring)."""
-        cons = consumer(layer, step, calib, p1, p2, nblocks, 0, 0)
+        cons = consumer(layer, step, calib, p1, p2, nblocks, head_dim)
         order = sorted(heads)
         d = heads[order[0]][1].shape[-2]
         images = heads[order[0]][0].shape[0]

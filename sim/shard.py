@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 
 from golden.formats import MAX_GROUP_BITS
-from golden.mx import MXTensor, pack_bytes
+from golden.mx import MXTensor, bytes_to_words, pack_bytes, words_to_bytes
 from hw.config import ArrayConfig
 
 __all__ = ["TASKS", "Shard", "ShardResult", "column_ranges", "row_ranges", "shards",
            "task_key", "cached", "store", "run_shards", "assemble", "TopShard",
-           "TopShardResult", "top_key", "run_top_shards"]
+           "TopShardResult", "top_key", "top_row_shards", "run_top_shards"]
 
 TASKS = Path(__file__).resolve().parent.parent / "build" / "tasks"
 
@@ -56,6 +56,11 @@ class Shard:
     n0: int
     n1: int
     key: str
+
+    @property
+    def what(self) -> str:
+        """The shard in errors."""
+        return f"output columns [{self.n0}, {self.n1})"
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,22 @@ def top_key(commands, order, mx9, build_id: str) -> str:
     return "t" + h.hexdigest()[:23]
 
 
+def top_row_shards(a: MXTensor, w: MXTensor, order, mx9, rows: int, parts: int,
+                   build_id: str) -> "list[TopShard]":
+    """A linear layer ``a @ w^T`` on the top cut into at most ``parts`` shards of whole
+    ``rows``-high row tiles, each storing its results and converting its tokens into the
+    consumer's groups (``order``, ``mx9``; empty: no conversion)."""
+    from sim.harness.top import TopCommand
+
+    order, mx9 = np.asarray(order, dtype=np.int64), np.asarray(mx9, dtype=bool)
+    out = []
+    for m0, m1 in row_ranges(a.shape[0], rows, parts):
+        cmds = (TopCommand(a[m0:m1], w, True, 0, len(mx9)),)
+        out.append(TopShard(cmds, order, mx9, f"rows [{m0}, {m1})",
+                            top_key(cmds, order, mx9, build_id)))
+    return out
+
+
 def _path(key: str, cache: Path) -> Path:
     return cache / key[:2] / f"{key}.npz"
 
@@ -172,7 +193,7 @@ def cached(key: str, cache: Path = TASKS) -> "ShardResult | TopShardResult | Non
             if "words" not in f.files:
                 return ShardResult(f["c"].copy(), cycles, 0.0, True, host)
             cs = [f[f"c{i}"].copy() for i in range(int(f["commands"]))]
-            words = [int.from_bytes(row.tobytes(), "little") for row in f["words"]]
+            words = list(bytes_to_words(f["words"]))
             return TopShardResult(cs, words, cycles, 0.0, True, host)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
@@ -181,8 +202,7 @@ def cached(key: str, cache: Path = TASKS) -> "ShardResult | TopShardResult | Non
 def _arrays(res: "ShardResult | TopShardResult") -> dict:
     if isinstance(res, ShardResult):
         return {"c": res.c, "cycles": res.cycles, "host": res.host}
-    raw = b"".join(w.to_bytes(_WORD_BYTES, "little") for w in res.words)
-    words = np.frombuffer(raw, dtype=np.uint8).reshape(len(res.words), _WORD_BYTES)
+    words = words_to_bytes(np.array(res.words, dtype=object).reshape(-1), _WORD_BYTES)
     return {**{f"c{i}": c for i, c in enumerate(res.c)}, "commands": len(res.c),
             "words": words, "cycles": res.cycles, "host": res.host}
 

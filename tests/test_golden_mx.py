@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 import oracle
 from golden import mx
-from golden.formats import FORMATS, MX6, MX9, format_of
+from golden.formats import FORMATS, MAX_GROUP_BITS, MX6, MX9, format_of
 
 ROUNDINGS = ("trunc", "rne")
 
@@ -177,6 +177,18 @@ def test_pack_unpack_round_trip(t):
     assert words.shape == t.shape
     assert mx.unpack(words, t.formats) == t
     assert mx.unpack(mx.pack_bytes(t), t.formats) == t
+
+
+@settings(max_examples=50, deadline=None)
+@given(mx_tensors())
+def test_pack_tagged_puts_the_mx9_tag_above_the_word(t):
+    tagged = mx.pack_tagged(t)
+    words = mx.pack(t)
+    assert tagged.shape == words.shape
+    for idx in np.ndindex(*words.shape):
+        fmt = t.formats[idx[-1]]
+        assert tagged[idx] >> MAX_GROUP_BITS == (fmt == "mx9")
+        assert tagged[idx] & ((1 << MAX_GROUP_BITS) - 1) == words[idx]
 
 
 def test_pack_places_fields_as_design_1_2_says():

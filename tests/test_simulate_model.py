@@ -10,6 +10,7 @@ GEMM, independently of the command. The full 25-step run on the default 16 x 16 
 """
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -84,6 +85,19 @@ def test_cache_round_trip_and_a_torn_entry_is_a_miss(tmp_path):
     assert cached("cd" * 12, tmp_path) is None
     assert cached("ef" * 12, tmp_path) is None
     assert not list(tmp_path.rglob(".*")), "a temporary file was left behind"
+
+
+def test_top_results_round_trip_with_145_bit_words(tmp_path):
+    from sim.shard import TopShardResult
+
+    cs = [np.float32([[1.5, -0.0]]), np.float32([[np.inf], [2.0]])]
+    words = [(1 << 144) | 0xABC, (1 << 143) | 1, 0]     # tag set, top word bit set, zero
+    store("t" + "ab" * 11 + "a", TopShardResult(cs, words, 91, 0.5, False, "h"), tmp_path)
+    hit = cached("t" + "ab" * 11 + "a", tmp_path)
+    assert isinstance(hit, TopShardResult) and hit.cached and hit.cycles == 91
+    assert hit.words == words
+    assert [c.view(np.uint32).tolist() for c in hit.c] == [c.view(np.uint32).tolist()
+                                                            for c in cs]
 
 
 def test_assemble_puts_every_column_back_and_refuses_gaps():
@@ -274,34 +288,38 @@ def test_one_flipped_group_bit_is_exit_1_naming_step_layer_and_word(tmp_path, ca
     assert not (tmp_path / "o" / "rtl.png").exists()
 
 
-def test_consumer_plan_of_the_sampler_follows_the_block_order():
+def test_consumer_of_each_layer_follows_the_block_order_and_the_step():
+    """The consumer of each layer, from a calibration written by hand: at step 2 every layer's
+    channel means fall with the channel index (so its order is the reversed one), at step 0 they
+    are equal (so the order keeps channel order); head 1 has the largest score."""
     from golden.formats import GROUP_SIZE
     from golden.quality.sampling import Calibration
     from sim.model import consumer
 
-    class Calib:  # the two questions consumer() asks of a Calibration, answered by hand
-        def perm(self, name, step):
-            return np.arange({"attn.proj": 128, "mlp.fc1": 128, "mlp.fc2": 512,
-                              "attn.qkv": 128}[name.split(".", 2)[2]])[::-1] + step
+    ks = {"attn.qkv": 128, "attn.proj": 128, "mlp.fc1": 128, "mlp.fc2": 512}
+    channels = {}
+    for b in range(6):
+        for kind, k in ks.items():
+            means = np.ones((3, k))
+            means[2] = np.arange(k, 0, -1)
+            channels[f"blocks.{b}.{kind}"] = means
+    heads = {f"blocks.{b}.attn": np.tile([1.0, 5.0, 2.0, 3.0], (3, 1)) for b in range(6)}
+    calib = Calibration(channels, heads)
 
-        def head_formats(self, name, step, p2):
-            return ("mx6", "mx9", "mx6", "mx6")
-
-    assert Calibration.perm and Calibration.head_formats  # the interface mimicked above
-    c = Calib()
-    name, perm, fmts = consumer("blocks.1.attn.qkv", 3, c, 0.05, 0.2, 6, 4, 32)
-    assert name.startswith("attn") and np.array_equal(perm, np.arange(384))
-    # Q, K, V each: 4 heads x 2 groups, head 1 in MX9.
-    assert fmts == ("mx6",) * 2 + ("mx9",) * 2 + ("mx6",) * 4 + (
-        ("mx6",) * 2 + ("mx9",) * 2 + ("mx6",) * 4) * 2
-    for layer, nxt, k in (("blocks.1.attn", "blocks.1.attn.proj", 128),
-                          ("blocks.1.attn.proj", "blocks.1.mlp.fc1", 128),
-                          ("blocks.1.mlp.fc1", "blocks.1.mlp.fc2", 512),
-                          ("blocks.1.mlp.fc2", "blocks.2.attn.qkv", 128)):
-        name, perm, fmts = consumer(layer, 2, c, 0.05, 0.2, 6, 4, 32)
-        assert name == nxt and np.array_equal(perm, np.arange(k)[::-1] + 2)
-        assert len(fmts) == k // GROUP_SIZE and fmts[-1] == "mx9" and fmts[0] == "mx6"
-    assert consumer("blocks.5.mlp.fc2", 0, c, 0.05, 0.2, 6, 4, 32) is None
+    # attn.qkv -> the Q, K and V heads in channel order, 2 groups per head of 32, head 1 in MX9
+    # (p2 = 0.2 of 4 heads: one head).
+    name, perm, fmts = consumer("blocks.1.attn.qkv", 2, calib, 0.05, 0.2, 6, 32)
+    assert np.array_equal(perm, np.arange(384))
+    assert fmts == (("mx6",) * 2 + ("mx9",) * 2 + ("mx6",) * 4) * 3
+    for layer, k in (("blocks.1.attn", 128), ("blocks.1.attn.proj", 128),
+                     ("blocks.1.mlp.fc1", 512), ("blocks.1.mlp.fc2", 128)):
+        for step, order in ((2, np.arange(k)[::-1]), (0, np.arange(k))):
+            name, perm, fmts = consumer(layer, step, calib, 0.05, 0.2, 6, 32)
+            assert np.array_equal(perm, order), (layer, step)
+            # p1 = 0.05: the last ceil(0.05 x K / 16) groups in MX9.
+            n9 = math.ceil(0.05 * (k // GROUP_SIZE))
+            assert fmts == ("mx6",) * (k // GROUP_SIZE - n9) + ("mx9",) * n9, layer
+    assert consumer("blocks.5.mlp.fc2", 0, calib, 0.05, 0.2, 6, 32) is None
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -58,7 +58,8 @@ from .baselines import fp4_e2m1, int_activation, int_weight
 from ..formats import EXP_BIAS
 from ..fp32 import CANONICAL_NAN, fp32_add, scale_exact
 from ..gemm import mx_matmul, signed_operand
-from ..mixdit import channel_order, head_formats, linear_formats
+from ..layer import LINEAR_KINDS, BlockPlans
+from ..mixdit import LinearPlan, channel_order, head_formats, linear_formats
 from ..mx import MXTensor, quantize
 
 __all__ = ["Scheme", "FakeQuant", "QUANTIZERS", "SCHEMES", "TABLE_I", "MIXDIT",
@@ -277,6 +278,18 @@ class Calibration:
         """MX9 or MX6 for every head of ``attn`` at ``step``."""
         return head_formats(self.heads[attn][step], p2)
 
+    def linear_plan(self, layer: str, step: int, p1: float) -> LinearPlan:
+        """The MixDiT plan of ``layer`` at ``step``: its order and the formats of A's groups."""
+        perm = self.perm(layer, step)
+        return LinearPlan(perm, tuple(linear_formats(perm.size, p1)))
+
+    def block_plans(self, block: int, step: int, p1: float, p2: float) -> BlockPlans:
+        """Every plan of ``block`` at ``step``, as :func:`golden.layer.calibrate_block` gives
+        them from a capture (what :func:`golden.layer.consumer_plan` reads)."""
+        return BlockPlans({k: self.linear_plan(f"blocks.{block}.{k}", step, p1)
+                           for k in LINEAR_KINDS},
+                          tuple(self.head_formats(f"blocks.{block}.attn", step, p2)))
+
     def save(self, path: Path) -> None:
         np.savez(path, **{f"ch/{k}": v for k, v in self.channels.items()},
                  **{f"hd/{k}": v for k, v in self.heads.items()})
@@ -364,8 +377,8 @@ class _MXLinear:
         flat = x.reshape(-1, k)
         sc = self.scheme
         if sc.is_mixdit:
-            perm = self.calib.perm(self.name, self.step.index)
-            a_fmts = linear_formats(k, sc.p1)
+            plan = self.calib.linear_plan(self.name, self.step.index, sc.p1)
+            perm, a_fmts = plan.perm, list(plan.a_formats)
             key = perm.tobytes()
         else:
             perm, a_fmts, key = None, sc.a, None
