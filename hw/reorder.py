@@ -16,11 +16,15 @@ group that still waits for it (a fixed-priority arbiter per bank). A group there
 ``max_b |{i : chan_i mod C == b}|`` cycles, at least ``ceil(16 / C)``: one cycle when its 16
 channels sit in 16 different banks (C = 16), 16 cycles when they all sit in one bank. The next
 group's row is prefetched from the table while the current one is read, so groups follow each
-other without a bubble; a group completes one cycle after its last read (the banks' read latency)
-and enters the converter in that cycle.
+other without a bubble; a group completes one cycle after its last read (the banks' read latency),
+is registered whole (the gather register: the banks' read ports and the lane multiplexers then
+end at a flip-flop, not in the converter's first stage, which kept the controller at 26 MHz on
+ECP5) and enters the converter the next cycle. Without back-pressure a command's groups leave
+:data:`PIPELINE_CYCLES` cycles after its read schedule.
 
-Back-pressure on ``o`` stalls the converter, and a full converter stalls the whole read pipeline
-(bank read ports included, whose data then holds), so nothing is lost or repeated.
+Back-pressure on ``o`` stalls the converter; a full converter holds the gather register, and a
+completed group that finds it held stalls the whole read pipeline (bank read ports included,
+whose data then holds), so nothing is lost or repeated.
 
 Gated reads (``ReorderConfig.gated``): the top (:mod:`hw.top`) converts a layer while the array
 still writes it. A gated controller has a ``limit`` input, the tokens complete in the buffer, and
@@ -39,11 +43,17 @@ from amaranth.utils import ceil_log2
 from golden.formats import GROUP_SIZE
 from golden.mx import ROUNDINGS
 from hw.layouts import TaggedGroup
-from hw.mx_convert import MXConverter
+from hw.mx_convert import CONVERT_LATENCY, MXConverter
 
-__all__ = ["ReorderConfig", "Reorder", "make_reorder", "group_cycles"]
+__all__ = ["ReorderConfig", "Reorder", "make_reorder", "group_cycles", "PIPELINE_CYCLES"]
 
 _FP32_BITS = 32
+
+#: Cycles from a command's transfer to its last group's transfer on ``o``, beyond the read
+#: schedule (the sum of :func:`group_cycles` over its groups), with ``o`` always ready: the
+#: table row fetch, the first read, the bank read and the gather register, then the converter's
+#: stages (both ends counted once).
+PIPELINE_CYCLES = 4 + CONVERT_LATENCY
 
 
 @dataclass(frozen=True)
@@ -260,7 +270,10 @@ class Reorder(wiring.Component):
         l_fmt = Signal()
         gather = Signal(data.ArrayLayout(unsigned(_FP32_BITS), GROUP_SIZE))
 
-        m.d.comb += stall.eq(l_last & ~conv.i.ready)
+        q_valid = Signal()                     # the gather register: a whole group
+        q_payload = Signal.like(conv.i.payload)
+        q_held = Signal()                      # ... that the converter refuses this cycle
+        m.d.comb += stall.eq(l_last & q_held)
 
         # Per bank, a fixed-priority arbiter over the lanes still waiting for it.
         lane_bank = [c_chans[i][:bb] if bb else Const(0, 1) for i in range(GROUP_SIZE)]
@@ -289,7 +302,7 @@ class Reorder(wiring.Component):
             tr.addr.eq(f_base + f_grp),
             tr.en.eq(fetch),
             self.cmd.ready.eq(~f_active),
-            self.busy.eq(f_active | n_valid | c_valid | l_grant.any()),
+            self.busy.eq(f_active | n_valid | c_valid | l_grant.any() | q_valid),
         ]
 
         with m.If(self.cmd.valid & ~f_active):
@@ -339,8 +352,9 @@ class Reorder(wiring.Component):
                 m.d.sync += c_valid.eq(0)
 
         # --- landing: each granted lane takes its word from its bank, one cycle after the read --
-        # The converter's payload is driven by one concatenation: per-lane assignments to slices
-        # of one signal become many Verilog `always @*` blocks, which Icarus leaves at X.
+        # A completed group goes into the gather register `q`, then to the converter.
+        # The payload is one concatenation: per-lane assignments to slices of one signal become
+        # many Verilog `always @*` blocks, which Icarus leaves at X.
         lanes = []
         for i in range(GROUP_SIZE):
             word = Signal(_FP32_BITS, name=f"land{i}")
@@ -354,7 +368,12 @@ class Reorder(wiring.Component):
             lanes.append(lane)
             with m.If(~stall & l_grant[i]):
                 m.d.sync += gather[i].eq(word)
-        m.d.comb += [conv.i.valid.eq(l_last), conv.i.payload.eq(Cat(*lanes, l_fmt))]
+        with m.If(~stall & l_last):
+            m.d.sync += [q_valid.eq(1), q_payload.eq(Cat(*lanes, l_fmt))]
+        with m.Elif(conv.i.ready):
+            m.d.sync += q_valid.eq(0)
+        m.d.comb += [conv.i.valid.eq(q_valid), conv.i.payload.eq(q_payload)]
+        m.d.comb += q_held.eq(q_valid & ~conv.i.ready)
         return m
 
 

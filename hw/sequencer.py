@@ -153,42 +153,51 @@ class GemmArray(wiring.Component):
             m.d.comb += cpg.eq(Mux(fa & fw, 16, Mux(fa | fw, 8, 4)))   # spec §2.2
         else:
             m.d.comb += cpg.eq(16)
-        left = Signal(range(cfg.max_m + 1), name="rows_left")
-        m.d.comb += left.eq(gm - m0)
+        # The issue decision is the array's slowest path, so what it needs of the tile and of the
+        # K position is kept in registers, computed from the next state: `rows_valid`, the rows
+        # of the current tile row (min(M - m0, R)), `room`, the output buffer's free rows a last
+        # step needs (depth - rows_valid), and `is_last`, whether step k is the tile's last.
         rows_valid = Signal(range(R + 1), name="rows_valid")
-        m.d.comb += rows_valid.eq(Mux(left >= R, R, left))
+        room = Signal(range(depth + 1), name="obuf_room")
         is_last = Signal(name="is_last_step")
-        m.d.comb += is_last.eq(k == gkg - 1)
+
+        def tile_rows(m_left):
+            return Mux(m_left >= R, R, m_left)
+
         gate = Signal(name="last_gate")
-        m.d.comb += gate.eq((since == p_min) & (used + rows_valid <= depth))
+        m.d.comb += gate.eq((since == p_min) & (used <= room))
         fire = Signal(name="fire")
         m.d.comb += fire.eq(issuing & (wait == 0) & self.a.valid & self.w.valid
                             & (~is_last | gate))
         m.d.comb += [self.a.ready.eq(fire), self.w.ready.eq(fire)]
 
         # Issue register in front of the skew; every row and column gets the K step's precision.
+        # Its payload loads every cycle and only its valid bit follows `fire`: the skew and the
+        # PEs take a payload only with its valid bit, and an enable on the payload would fan
+        # `fire` (the issue decision, the array's slowest path) out to (R + C) * 146 flip-flops.
         for r in range(R):
             port = mesh.a_i[r]
-            m.d.sync += port.valid.eq(fire)
-            with m.If(fire):
-                m.d.sync += [port.payload.group.word.eq(self.a.payload[r].word),
-                             port.payload.group.fmt.eq(fa), port.payload.last.eq(is_last)]
+            m.d.sync += [port.valid.eq(fire),
+                         port.payload.group.word.eq(self.a.payload[r].word),
+                         port.payload.group.fmt.eq(fa), port.payload.last.eq(is_last)]
         for c in range(C):
             port = mesh.b_i[c]
-            m.d.sync += port.valid.eq(fire)
-            with m.If(fire):
-                m.d.sync += [port.payload.group.word.eq(self.w.payload[c].word),
-                             port.payload.group.fmt.eq(fw), port.payload.last.eq(is_last)]
+            m.d.sync += [port.valid.eq(fire),
+                         port.payload.group.word.eq(self.w.payload[c].word),
+                         port.payload.group.fmt.eq(fw), port.payload.last.eq(is_last)]
 
         with m.If(fire):
             m.d.sync += wait.eq(cpg - 1)
         with m.Elif(wait != 0):
             m.d.sync += wait.eq(wait - 1)
+        next_rows = Signal.like(rows_valid)
+        m.d.comb += next_rows.eq(tile_rows(gm - (m0 + R)))
         with m.If(fire & is_last):
             # `since` counts from 1 in the cycle after a last step: j cycles later it reads j.
-            m.d.sync += [since.eq(1), k.eq(0)]
+            m.d.sync += [since.eq(1), k.eq(0), is_last.eq(gkg == 1)]
             with m.If(n0 + C >= gn):
-                m.d.sync += [n0.eq(0), m0.eq(m0 + R)]
+                m.d.sync += [n0.eq(0), m0.eq(m0 + R), rows_valid.eq(next_rows),
+                             room.eq(depth - next_rows)]
                 with m.If(m0 + R >= gm):
                     m.d.sync += issuing.eq(0)
             with m.Else():
@@ -197,7 +206,7 @@ class GemmArray(wiring.Component):
             with m.If(since != p_min):
                 m.d.sync += since.eq(since + 1)
             with m.If(fire):
-                m.d.sync += k.eq(k + 1)
+                m.d.sync += [k.eq(k + 1), is_last.eq(k + 2 == gkg)]
 
         # ---- capture side: row r of a tile lands when PE (r, C-1)'s result does -------------
         cap_m0 = Signal(range(cfg.max_m + R + 1), name="cap_m0")
@@ -238,7 +247,8 @@ class GemmArray(wiring.Component):
             start = (p.m != 0) & (p.n != 0) & (p.kg != 0)
             m.d.sync += [gm.eq(p.m), gn.eq(p.n), gkg.eq(p.kg), issuing.eq(start),
                          capturing.eq(start), k.eq(0), m0.eq(0), n0.eq(0), wait.eq(0),
-                         cap_m0.eq(0), cap_n0.eq(0), cap_tn.eq(0)]
+                         cap_m0.eq(0), cap_n0.eq(0), cap_tn.eq(0), is_last.eq(p.kg == 1),
+                         rows_valid.eq(tile_rows(p.m)), room.eq(depth - tile_rows(p.m))]
         return m
 
 

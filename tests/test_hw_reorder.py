@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from golden.formats import GROUP_SIZE, MX9
 from golden.synthetic import outlier_activations
-from hw.reorder import Reorder, ReorderConfig, group_cycles
+from hw.reorder import PIPELINE_CYCLES, Reorder, ReorderConfig, group_cycles
 from sim.mx_stimulus import (
     adversarial_order, calibrated_plan, golden_reorder, pack_fields, random_order,
 )
@@ -148,8 +148,9 @@ def test_read_schedule_cycles(kind):
     mx9 = np.array([0, 0, 1, 1], dtype=bool)
     ((_, cycles),) = _check(config, [(acts, order, mx9, 0)])
     schedule = 2 * sum(group_cycles(order[g * 16:(g + 1) * 16], 16) for g in range(4))
-    # cmd accepted -> row fetched (1) -> first read (1) -> data lands (1) -> converter (2).
-    assert cycles == schedule + 3 + 2, (cycles, schedule)
+    # cmd accepted -> row fetched (1) -> first read (1) -> data lands (1) -> gather register (1)
+    # -> converter (2): 6 cycles, the controller's documented PIPELINE_CYCLES.
+    assert cycles == schedule + 6 == schedule + PIPELINE_CYCLES, (cycles, schedule)
 
 
 def test_gated_reads_wait_for_the_limit():
