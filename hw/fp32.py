@@ -5,7 +5,7 @@ defines them; a subnormal *result* is flushed to zero with its sign kept. Inf an
 (``Inf - Inf`` is NaN) and every NaN leaves as the canonical ``0x7FC00000``. The reference is
 :func:`golden.fp32.fp32_add`.
 
-Algorithm: the operand of larger magnitude is ``x``; the other, ``y``, is aligned to it in a
+Algorithm: the operand of larger exponent is ``x``; the other, ``y``, is aligned to it in a
 27-bit frame (24 significand bits, then guard, round and sticky), the sticky bit being the OR of
 every bit shifted out. With three extra bits the rounding decision of the frame equals that of the
 exact sum: when bits were shifted out (alignment distance >= 2), the frame result is odd in its
@@ -103,7 +103,7 @@ class FP32Add(wiring.Component):
         combinational. With 1 the result is registered. With 2 a register also splits the
         datapath after the alignment add, before normalisation and rounding. With 3 another
         one sits after the operand swap and exponent distance, before the alignment shift; with
-        4 another inside the normaliser, after its first three shifts (the PE's configuration:
+        4 another inside the normaliser, after its first four shifts (the PE's configuration:
         four stages of about equal depth, see :mod:`hw.pe`). Every stage advances every cycle (no enable): a
         result appears ``stages`` cycles after its operands.
 
@@ -151,11 +151,12 @@ class FP32Add(wiring.Component):
         a_inf = (ea == 0xFF) & (fa == 0)
         b_inf = (eb == 0xFF) & (fb == 0)
 
-        # x is the operand of larger magnitude (exponent and fraction compare as one integer).
-        swap = b[0:31] > a[0:31]
-        x = Mux(swap, b, a)
-        y = Mux(swap, a, b)
-        # The exponent distance both ways, in parallel with the magnitude compare, clamped to 31.
+        # x is the operand of larger exponent (a when they are equal). Comparing the 8-bit
+        # exponents, not the 31-bit magnitudes, keeps a long carry chain off the adder's first
+        # stage, which the PE's accumulate loop forwards into; with equal exponents nothing is
+        # shifted and the second stage forms both differences (below).
+        swap = eb > ea
+        # The exponent distance both ways, in parallel with the compare, clamped to 31.
         ea_eff = Mux(ea == 0, 1, ea)
         eb_eff = Mux(eb == 0, 1, eb)
         d_ab = Signal(9, name="d_ab")
@@ -169,13 +170,13 @@ class FP32Add(wiring.Component):
         # Significands: a subnormal has no hidden bit and the exponent of the smallest normal.
         sig_a, sig_b = Cat(fa, ea != 0), Cat(fb, eb != 0)
         s0 = dict(a_nan=a_nan, b_nan=b_nan, a_inf=a_inf, b_inf=b_inf, a_sign=a[31], b_sign=b[31],
-                  x=x, dist_c=dist_c,
+                  x_sign=Mux(swap, b[31], a[31]), dist_c=dist_c,
                   sig_x=Mux(swap, sig_b, sig_a), sig_y=Mux(swap, sig_a, sig_b),
                   ex_eff=Mux(swap, eb_eff, ea_eff),
                   subtract=a[31] != b[31])
         if self.stages >= 3:
             s0 = self._cut(m, s0, "r0")
-        x, dist_c = s0["x"], s0["dist_c"]
+        dist_c = s0["dist_c"]
 
         # Special results, decided from the operands' classes alone (an infinite operand is
         # the result with its sign).
@@ -201,19 +202,25 @@ class FP32Add(wiring.Component):
         m.d.comb += y_frame.eq(y_field[29:56] | ((sig_y & lost) != 0))
         x_frame = Cat(Const(0, 3), sig_x)
 
+        # A subtraction is negative only with equal exponents (x's significand is the smaller
+        # one), where the frame holds y exactly: y - x, formed beside x - y, is then the
+        # magnitude, and the result takes y's sign.
+        diff = Signal(_FRAME + 1, name="diff")
+        m.d.comb += diff.eq(x_frame - y_frame)
+        neg = subtract & diff[_FRAME]
         total = Signal(_FRAME + 1, name="total")
-        m.d.comb += total.eq(Mux(subtract, x_frame - y_frame, x_frame + y_frame))
+        m.d.comb += total.eq(Mux(subtract, Mux(neg, y_frame - x_frame, diff), x_frame + y_frame))
 
         # Pipeline cut 1 (stages >= 2): the aligned sum and what the second half needs.
         s1 = dict(special=special, special_val=special_val, total=total, exp=ex_eff,
-                  sign=x[31], subtract=subtract)
+                  sign=s0["x_sign"] ^ neg, subtract=subtract)
         if self.stages >= 2:
             s1 = self._cut(m, s1, "r")
 
         # Normalise: a carry out shifts right by one (folding the lost bit into sticky), else
         # shift left by the leading zeros of the 27-bit frame. Pipeline cut 2 (stages == 4) sits
-        # inside the normaliser, after its first three shifts.
-        lz, shifted = normalize(m, s1["total"][0:_FRAME], "lz", cut=3 if self.stages == 4 else None)
+        # inside the normaliser, after its first four shifts (of five).
+        lz, shifted = normalize(m, s1["total"][0:_FRAME], "lz", cut=4 if self.stages == 4 else None)
         s2 = dict(s1, zero=s1["total"] == 0)
         if self.stages == 4:
             s2 = self._cut(m, s2, "r2")
