@@ -46,11 +46,21 @@ def main(jobs=JOBS) -> dict:
 
     results = {}
     rows = []
+    failures = []
     for label, block, kw in jobs:
         t0 = time.perf_counter()
         print(f"[{len(rows) + 1}/{len(jobs)}] {label} ({block}"
               f"{', -nodsp' if kw.get('nodsp') else ''}) ...", file=sys.stderr, flush=True)
-        r = synth(block, **kw)
+        try:
+            r = synth(block, **kw)
+        except RuntimeError as exc:
+            # A tool that fails is a result of the table, not the end of it: its row says so.
+            what = str(exc).splitlines()[0]
+            failures.append(f"{label}: {what} after {time.perf_counter() - t0:.0f} s")
+            rows.append([label, "-nodsp" if kw.get("nodsp") else "default", "failed"]
+                        + ["-"] * 8)
+            print(f"  {what}", file=sys.stderr, flush=True)
+            continue
         results[(label, kw.get("nodsp", False))] = r
         rows.append(_row(label, r))
         print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -60,6 +70,8 @@ def main(jobs=JOBS) -> dict:
                  "path ns", "levels", "synth/P&R s wall/CPU"], rows)
     print("levels: LUT levels + carry-chain steps (c) + DSP multiplies (d) on the critical path; "
           "LUTs: nextpnr logic cells (LUT4s, carry halves)")
+    for line in failures:
+        print(f"failed: {line}")
     for nodsp in (False, True):
         pe = results.get(("PE, 4x 4x4 mult.", nodsp))
         base = results.get(("PE baseline, 1x 8x8", nodsp))

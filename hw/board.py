@@ -4,7 +4,8 @@
 parity, one stop bit, ``divisor`` clock cycles per bit), so that the very design that goes on an
 FPGA board is what the end-to-end test simulates. :class:`BoardTop` puts it on an
 :mod:`amaranth_boards` platform: the board's UART pins and its oscillator (the ULX3S's 25 MHz
-``clk25``, the platform's default clock, so the design runs at that clock).
+``clk25``, the platform's default clock), either directly or through the ECP5's PLL
+(``EHXPLLL``, dividers from :func:`pll_dividers`) at a faster clock.
 
 Protocol (bytes; multi-byte payloads little-endian, as the bit layouts of :mod:`hw.sequencer`)
 ------------------------------------------------------------------------------------------------
@@ -22,15 +23,17 @@ row, column tile). The host waits for a frame's ACK before it sends the next, so
 never has to hold more than one frame; results may come between any two ACKs.
 """
 
-from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Mux,
+                          Signal)
+from amaranth.lib import io, wiring
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from .config import ArrayConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
 
 __all__ = ["CMD", "STEP", "ACK", "RESULT", "cmd_bytes", "step_bytes", "out_bytes",
-           "UARTRx", "UARTTx", "BoardCore", "BoardTop", "board_config"]
+           "UARTRx", "UARTTx", "BoardCore", "BoardTop", "board_config", "pll_dividers"]
 
 CMD = 0x43
 STEP = 0x53
@@ -61,6 +64,45 @@ def board_config(rows: int, cols: int) -> ArrayConfig:
     """The array configuration of the board design: ``rows`` x ``cols`` PEs and GEMMs of up to
     1024 x 1024 outputs and K = 4096 (256 groups), so that the counters stay small."""
     return ArrayConfig(rows=rows, cols=cols, max_m=1024, max_n=1024, max_groups=256)
+
+
+#: Operating ranges of the ECP5 PLL in Hz (input, phase detector, VCO, output) that this project
+#: keeps to: the VCO's 400-800 MHz of Lattice's ECP5 family data sheet (sysCLOCK PLL timing),
+#: and 10 MHz as the lowest input, phase-detector and output frequency, a conservative floor
+#: (the data sheet's own minima are lower).
+_PLL_IN = (10e6, 400e6)
+_PLL_PFD = (10e6, 400e6)
+_PLL_VCO = (400e6, 800e6)
+_PLL_OUT = (10e6, 400e6)
+
+
+def pll_dividers(f_in: float, f_out: float) -> "tuple[int, int, int]":
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` for an ECP5 PLL with feedback from CLKOP that makes
+    exactly ``f_out`` from ``f_in`` (``f_out = f_in * CLKFB_DIV / CLKI_DIV``, VCO ``f_out *
+    CLKOP_DIV``), the VCO nearest the middle of its range; ValueError when none does."""
+    def inside(f, rng):
+        return rng[0] <= f <= rng[1]
+    if not inside(f_in, _PLL_IN) or not inside(f_out, _PLL_OUT):
+        raise ValueError(f"the ECP5 PLL makes {_PLL_OUT[0] / 1e6:g} to {_PLL_OUT[1] / 1e6:g} MHz "
+                         f"from {_PLL_IN[0] / 1e6:g} to {_PLL_IN[1] / 1e6:g} MHz, not "
+                         f"{f_out / 1e6:g} MHz from {f_in / 1e6:g} MHz")
+    best = None
+    for ki in range(1, 129):
+        if not inside(f_in / ki, _PLL_PFD):
+            continue
+        for fb in range(1, 81):
+            if abs(f_in * fb / ki - f_out) > 1e-3:
+                continue
+            for op in range(1, 129):
+                vco = f_out * op
+                if inside(vco, _PLL_VCO):
+                    score = abs(vco - sum(_PLL_VCO) / 2)
+                    if best is None or score < best[0]:
+                        best = (score, (ki, fb, op))
+    if best is None:
+        raise ValueError(f"no ECP5 PLL divider set makes exactly {f_out / 1e6:g} MHz from "
+                         f"{f_in / 1e6:g} MHz")
+    return best[1]
 
 
 def _check_divisor(divisor: int) -> int:
@@ -232,28 +274,69 @@ class BoardCore(wiring.Component):
 
 
 class BoardTop(Elaboratable):
-    """:class:`BoardCore` on an :mod:`amaranth_boards` platform: UART 0 and the default clock.
+    """:class:`BoardCore` on an :mod:`amaranth_boards` platform: UART 0, the busy LED and the
+    clock.
 
     Parameters
     ----------
     config : ArrayConfig
     baud : int
-        UART rate; the divisor is the platform's default clock frequency over it.
+        UART rate; the divisor is the clock frequency over it.
+    clock_hz : float or None
+        None (or the oscillator's frequency): the platform's default clock drives the design.
+        Otherwise an ECP5 PLL (``EHXPLLL``) makes this clock from the oscillator, the design
+        held in reset until the PLL locks; nextpnr derives this clock's frequency from the
+        dividers and reports its timing there.
     """
 
-    def __init__(self, config: ArrayConfig, baud: int = 115200) -> None:
+    def __init__(self, config: ArrayConfig, baud: int = 115200,
+                 clock_hz: "float | None" = None) -> None:
         self.config = config
         self.baud = baud
+        self.clock_hz = clock_hz
+
+    def clock_frequency(self, platform) -> float:
+        return self.clock_hz or platform.default_clk_frequency
+
+    def uses_pll(self, platform) -> bool:
+        return self.clock_frequency(platform) != platform.default_clk_frequency
 
     def divisor(self, platform) -> int:
-        return int(round(platform.default_clk_frequency / self.baud))
+        return int(round(self.clock_frequency(platform) / self.baud))
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        uart = platform.request("uart", 0)
+        if self.uses_pll(platform):
+            self._pll(m, platform)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
+        m.submodules.led_buf = led = io.Buffer("o", platform.request("led", 0, dir="-"))
         m.submodules.core = core = BoardCore(self.config, self.divisor(platform))
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
-        led = platform.request("led", 0)
-        m.d.comb += led.o.eq(core.busy)
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx), led.o.eq(core.busy)]
         return m
 
+    def _pll(self, m: Module, platform) -> None:
+        """The ``sync`` domain from an EHXPLLL fed by the oscillator (feedback from CLKOP)."""
+        f_in, f_out = platform.default_clk_frequency, self.clock_hz
+        ki, fb, op = pll_dividers(f_in, f_out)
+        m.submodules.clk_buf = buf = io.Buffer("i", platform.request(platform.default_clk,
+                                                                      dir="-"))
+        clk, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=f"{f_in / 1e6:g}", a_FREQUENCY_PIN_CLKOP=f"{f_out / 1e6:g}",
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+            a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+            p_CLKI_DIV=ki, p_CLKFB_DIV=fb, p_CLKOP_DIV=op, p_CLKOP_CPHASE=op - 1,
+            p_CLKOP_FPHASE=0, p_FEEDBK_PATH="CLKOP",
+            i_CLKI=buf.i, i_CLKFB=clk, o_CLKOP=clk, o_LOCK=locked,
+            i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0,
+            i_PHASELOADREG=0, i_PLLWAKESYNC=0, i_ENCLKOP=0)
+        m.domains.sync = ClockDomain("sync")
+        m.d.comb += ClockSignal("sync").eq(clk)
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        # No constraint on the PLL's output: nextpnr derives its frequency from the oscillator's
+        # constraint and the dividers, and reports the clock's timing against it.

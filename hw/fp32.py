@@ -15,7 +15,7 @@ A sum of two binary32 values below 2**-126 is a multiple of 2**-149, hence exact
 so "normalised exponent <= 0" is exactly the set of results that FTZ flushes.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -16,10 +16,10 @@ group that still waits for it (a fixed-priority arbiter per bank). A group there
 ``max_b |{i : chan_i mod C == b}|`` cycles, at least ``ceil(16 / C)``: one cycle when its 16
 channels sit in 16 different banks (C = 16), 16 cycles when they all sit in one bank. The next
 group's row is prefetched from the table while the current one is read, so groups follow each
-other without a bubble; a group completes one cycle after its last read (the banks' read latency),
-is registered whole (the gather register: the banks' read ports and the lane multiplexers then
-end at a flip-flop, not in the converter's first stage, which kept the controller at 26 MHz on
-ECP5) and enters the converter the next cycle. Without back-pressure a command's groups leave
+other without a bubble; the words read are registered one cycle after the read (the banks' read
+latency) and selected into their lanes the next; a group completes then, is registered whole
+(the gather register: the lane multiplexers end at a flip-flop, not in the converter's first
+stage, which kept the controller at 26 MHz on ECP5) and enters the converter the next cycle. Without back-pressure a command's groups leave
 :data:`PIPELINE_CYCLES` cycles after its read schedule.
 
 Back-pressure on ``o`` stalls the converter; a full converter holds the gather register, and a
@@ -51,9 +51,9 @@ _FP32_BITS = 32
 
 #: Cycles from a command's transfer to its last group's transfer on ``o``, beyond the read
 #: schedule (the sum of :func:`group_cycles` over its groups), with ``o`` always ready: the
-#: table row fetch, the first read, the bank read and the gather register, then the converter's
-#: stages (both ends counted once).
-PIPELINE_CYCLES = 4 + CONVERT_LATENCY
+#: table row fetch, the first read, the bank read, the read data register and the gather
+#: register, then the converter's stages (both ends counted once).
+PIPELINE_CYCLES = 5 + CONVERT_LATENCY
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,13 @@ class Reorder(wiring.Component):
                 rp.addr.eq(rd_addr[b]),
                 rp.en.eq(~stall),
             ]
-            rd_data.append(rp.data)
+            # The read data is registered before the lanes select from it: a block RAM's
+            # output (cascaded blocks for deep banks) into the 16-way bank multiplexer was the
+            # controller's slowest path once the gather register was in (51 MHz on ECP5).
+            word = Signal(_FP32_BITS, name=f"rd_q{b}")
+            with m.If(~stall):
+                m.d.sync += word.eq(rp.data)
+            rd_data.append(word)
 
         # --- command and table prefetch ---------------------------------------------------------
         f_active = Signal()
@@ -264,9 +270,14 @@ class Reorder(wiring.Component):
         c_fmt = Signal()
         c_pending = Signal(GROUP_SIZE)
         c_rowbase = Signal(addr_bits)
-        l_grant = Signal(GROUP_SIZE)           # lanes whose word arrives from the banks now
-        l_bank = Signal(data.ArrayLayout(unsigned(max(1, bb)), GROUP_SIZE))
-        l_last = Signal()                      # ... and they complete the group
+        # Two landing stages: the banks' read ports, then their registered data (`rd_q`).
+        r_grant = Signal(GROUP_SIZE)           # lanes whose word the banks read now
+        r_bank = Signal(data.ArrayLayout(unsigned(max(1, bb)), GROUP_SIZE))
+        r_last = Signal()                      # ... and they complete the group
+        r_fmt = Signal()
+        l_grant = Signal(GROUP_SIZE)           # lanes whose word is in `rd_q` now
+        l_bank = Signal.like(r_bank)
+        l_last = Signal()
         l_fmt = Signal()
         gather = Signal(data.ArrayLayout(unsigned(_FP32_BITS), GROUP_SIZE))
 
@@ -302,7 +313,7 @@ class Reorder(wiring.Component):
             tr.addr.eq(f_base + f_grp),
             tr.en.eq(fetch),
             self.cmd.ready.eq(~f_active),
-            self.busy.eq(f_active | n_valid | c_valid | l_grant.any() | q_valid),
+            self.busy.eq(f_active | n_valid | c_valid | r_grant.any() | l_grant.any() | q_valid),
         ]
 
         with m.If(self.cmd.valid & ~f_active):
@@ -333,13 +344,17 @@ class Reorder(wiring.Component):
 
         with m.If(~stall):
             m.d.sync += [
-                l_grant.eq(grant),
-                l_last.eq(done),
-                l_fmt.eq(c_fmt),
+                r_grant.eq(grant),
+                r_last.eq(done),
+                r_fmt.eq(c_fmt),
+                l_grant.eq(r_grant),
+                l_last.eq(r_last),
+                l_fmt.eq(r_fmt),
+                l_bank.eq(r_bank),
                 c_pending.eq(remaining),
             ]
             for i in range(GROUP_SIZE):
-                m.d.sync += l_bank[i].eq(lane_bank[i])
+                m.d.sync += r_bank[i].eq(lane_bank[i])
             with m.If(take):
                 m.d.sync += [
                     c_valid.eq(1),

