@@ -37,7 +37,7 @@ skewed mesh (:class:`hw.array.SkewedMesh`) the next cycle; the next step may be 
 operands are available. The last step of a tile carries ``last``: each PE's result lands in its
 shadow register while its accumulator starts the next tile. Row r of tile t lands in cycle
 ``X_t + c_last + C + RESULT_LATENCY + r`` (``X_t`` the issue cycle of tile t's last step; PE (r, C-1) is the
-last of the row), is registered in that cycle and written into the output buffer in the next.
+last of the row), and is written into the output buffer in that very cycle.
 
 Two rules keep every result: the last steps of two tiles are issued at least
 ``P_min = max(R, C)`` cycles apart (rows land one per cycle, and the next tile's results reach
@@ -212,24 +212,16 @@ class GemmArray(wiring.Component):
         cap_m0 = Signal(range(cfg.max_m + R + 1), name="cap_m0")
         cap_n0 = Signal(range(cfg.max_n + C + 1), name="cap_n0")
         cap_tn = Signal(cfg.col_bits, name="cap_col")
-        # The landed row is registered (`landed` and `row_data`) before it is indexed and written
-        # into the output buffer: the wires from the mesh's last column to the buffer are the
-        # longest of the array (a 4 x 4 array's slowest path on ECP5, 59 MHz, ran from a PE's
-        # result valid through the row index and its adder into the buffer's write enable).
         landed = Signal(R, name="row_landed")
-        m.d.sync += landed.eq(Cat(mesh.result[r][C - 1].valid for r in range(R)))
-        row_data = Signal(olay["data"].shape, name="landed_data")
-        land_now = Cat(mesh.result[r][C - 1].valid for r in range(R))
-        for c in range(C):
-            # At most one row lands per cycle (tiles' last steps are P_min >= R apart): AND-OR.
-            m.d.sync += row_data[c].eq(_or_rows(mesh, land_now, R, c))
+        m.d.comb += landed.eq(Cat(mesh.result[r][C - 1].valid for r in range(R)))
+        # At most one row lands per cycle (tiles' last steps are P_min >= R apart): AND-OR mux.
         row_idx = Signal(range(R), name="landed_row")
         for r in range(R):
             with m.If(landed[r]):
                 m.d.comb += row_idx.eq(r)
         row = Signal(olay)
-        m.d.comb += row.data.eq(row_data)
         for c in range(C):
+            m.d.comb += row.data[c].eq(_or_rows(mesh, landed, R, c))
             m.d.comb += row.mask[c].eq(cap_n0 + c < gn)
         m.d.comb += [row.row.eq(cap_m0 + row_idx), row.col.eq(cap_tn)]
         m.d.comb += [obuf.w_data.eq(row), obuf.w_en.eq(landed.any() & (cap_m0 + row_idx < gm))]
