@@ -111,8 +111,8 @@ def hierarchy_table(quick: bool) -> None:
 
 
 def _opt() -> str:
-    from sim.harness.builder import VERILATOR_OPT
-    return VERILATOR_OPT
+    from sim.harness.builder import VERILATOR_CFLAGS, VERILATOR_OPT
+    return f"{VERILATOR_OPT} {VERILATOR_CFLAGS}"
 
 
 def overhead_table() -> None:
