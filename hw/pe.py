@@ -48,8 +48,8 @@ valid at ``t0 + sum(c_k)``. An add is issued at most every 4 cycles and its sum 
 4 cycles later; an add issued in that very cycle takes the sum from the adder's output
 (forwarding), a later one from the accumulator, so every add sees the previous group's sum: the
 result is the sequential FP32 accumulation of spec §2.1 bit for bit, whatever the mix of modes.
-The pipeline is cut for the clock (README, "Timing after place and route"); it costs latency,
-not throughput.
+The pipeline is cut for the clock (README, "Area and clock speed after place and route"); it
+costs latency, not throughput.
 
 Throughput per group pair (spec §2.2): MX6 x MX6 4 cycles (each multiplier forms one 4x4
 product: 4 products per cycle), MX9 x MX6 and MX6 x MX9 8 cycles (two multipliers per product:

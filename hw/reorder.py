@@ -19,8 +19,9 @@ group's row is prefetched from the table while the current one is read, so group
 other without a bubble; the words read are registered one cycle after the read (the banks' read
 latency) and selected into their lanes the next; a group completes then, is registered whole
 (the gather register: the lane multiplexers end at a flip-flop, not in the converter's first
-stage, which kept the controller at 26 MHz on ECP5) and enters the converter the next cycle. Without back-pressure a command's groups leave
-:data:`PIPELINE_CYCLES` cycles after its read schedule.
+stage, which kept the controller at 26 MHz on ECP5) and enters the converter the next cycle.
+Without back-pressure a command's groups leave :data:`PIPELINE_CYCLES` cycles after its read
+schedule.
 
 Back-pressure on ``o`` stalls the converter; a full converter holds the gather register, and a
 completed group that finds it held stalls the whole read pipeline (bank read ports included,

