@@ -274,7 +274,6 @@ class PE(wiring.Component):
         term = Signal(_SUM_BITS, name=f"term{name}")
         m.d.sync += term.eq(Mux(neg_r, ~mag + 1, mag))
         return term
-        return terms
 
     def _mac_8x8(self, m: Module, step, a, b):
         """The baseline's one product per cycle from one 8x8 multiplier."""
