@@ -304,18 +304,7 @@ class Reorder(wiring.Component):
             m.d.comb += rd_addr[b].eq(c_rowbase + offset)
         m.d.comb += grant.eq(_or_all(grant_terms))
         remaining = c_pending & ~grant
-        # The group is done when no bank has two lanes still pending: each bank then grants its
-        # last one now (the same as `remaining == 0`). Formed from `c_same`, which pairs of lanes
-        # share a bank (registered with the group), and not from the arbiters' grants: their
-        # carry chains made the path from the group's state to the next table-row fetch the
-        # controller's slowest.
-        pairs = [(i, j) for i in range(GROUP_SIZE) for j in range(i + 1, GROUP_SIZE)]
-        c_same = Signal(len(pairs), name="c_same")
-        clash = Signal(name="bank_clash")
-        m.d.comb += clash.eq(Cat(*(c_pending[i] & c_pending[j] & c_same[n]
-                                   for n, (i, j) in enumerate(pairs))).any())
-        done = Signal(name="group_done")
-        m.d.comb += done.eq(c_valid & ~clash)
+        done = c_valid & (remaining == 0)
         take = ~stall & n_valid & (~c_valid | done)
         fetch = f_active & (~n_valid | take)
         if cfg.gated:
@@ -368,9 +357,6 @@ class Reorder(wiring.Component):
             for i in range(GROUP_SIZE):
                 m.d.sync += r_bank[i].eq(lane_bank[i])
             with m.If(take):
-                row_bank = [tr.data.chans[i][:bb] for i in range(GROUP_SIZE)]
-                m.d.sync += c_same.eq(Cat(*((row_bank[i] == row_bank[j]) if bb else Const(1, 1)
-                                            for i, j in pairs)))
                 m.d.sync += [
                     c_valid.eq(1),
                     c_chans.eq(tr.data.chans),
