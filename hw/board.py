@@ -33,7 +33,8 @@ from .config import ArrayConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
 
 __all__ = ["CMD", "STEP", "ACK", "RESULT", "cmd_bytes", "step_bytes", "out_bytes",
-           "UARTRx", "UARTTx", "BoardCore", "BoardTop", "board_config", "pll_dividers"]
+           "UARTRx", "UARTTx", "BoardCore", "BoardTop", "board_config", "board_pll",
+           "pll_dividers"]
 
 CMD = 0x43
 STEP = 0x53
@@ -103,6 +104,15 @@ def pll_dividers(f_in: float, f_out: float) -> "tuple[int, int, int]":
         raise ValueError(f"no ECP5 PLL divider set makes exactly {f_out / 1e6:g} MHz from "
                          f"{f_in / 1e6:g} MHz")
     return best[1]
+
+
+def board_pll(platform, clock_hz: float) -> "tuple[int, int, int] | None":
+    """The PLL's ``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` that make ``clock_hz`` from ``platform``'s
+    oscillator, or None when that is the oscillator's own frequency; ValueError when the PLL
+    cannot make it (:func:`pll_dividers`)."""
+    if clock_hz == platform.default_clk_frequency:
+        return None
+    return pll_dividers(platform.default_clk_frequency, clock_hz)
 
 
 def _check_divisor(divisor: int) -> int:
@@ -298,16 +308,18 @@ class BoardTop(Elaboratable):
     def clock_frequency(self, platform) -> float:
         return self.clock_hz or platform.default_clk_frequency
 
-    def uses_pll(self, platform) -> bool:
-        return self.clock_frequency(platform) != platform.default_clk_frequency
+    def pll(self, platform) -> "tuple[int, int, int] | None":
+        """:func:`board_pll` of this design's clock."""
+        return board_pll(platform, self.clock_frequency(platform))
 
     def divisor(self, platform) -> int:
         return int(round(self.clock_frequency(platform) / self.baud))
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        if self.uses_pll(platform):
-            self._pll(m, platform)
+        dividers = self.pll(platform)
+        if dividers is not None:
+            self._pll(m, platform, dividers)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
@@ -316,10 +328,10 @@ class BoardTop(Elaboratable):
         m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx), led.o.eq(core.busy)]
         return m
 
-    def _pll(self, m: Module, platform) -> None:
+    def _pll(self, m: Module, platform, dividers: "tuple[int, int, int]") -> None:
         """The ``sync`` domain from an EHXPLLL fed by the oscillator (feedback from CLKOP)."""
         f_in, f_out = platform.default_clk_frequency, self.clock_hz
-        ki, fb, op = pll_dividers(f_in, f_out)
+        ki, fb, op = dividers
         m.submodules.clk_buf = buf = io.Buffer("i", platform.request(platform.default_clk,
                                                                       dir="-"))
         clk, locked = Signal(name="pll_clk"), Signal(name="pll_locked")

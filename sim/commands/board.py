@@ -100,21 +100,17 @@ def run_build(args) -> int:
     cfg = _config(args)
     import amaranth_boards.ulx3s as ulx3s
 
-    from hw.board import BoardTop
+    from hw.board import BoardTop, board_pll
 
     from ..area import yowasp_command
     from ..pnr import tool_versions
 
-    from hw.board import pll_dividers
-
     platform = getattr(ulx3s, BOARDS[args.board])()
-    clock_hz = args.clock * 1e6
-    if clock_hz != platform.default_clk_frequency:
-        try:
-            pll_dividers(platform.default_clk_frequency, clock_hz)
-        except ValueError as exc:
-            raise UsageError(f"--clock {args.clock:g}: {exc}") from None
-    top = BoardTop(cfg, args.baud, clock_hz)
+    try:
+        board_pll(platform, args.clock * 1e6)
+    except ValueError as exc:
+        raise UsageError(f"--clock {args.clock:g}: {exc}") from None
+    top = BoardTop(cfg, args.baud, args.clock * 1e6)
     if top.divisor(platform) < 4:
         raise UsageError(f"--baud {args.baud} is too fast for the {args.clock:g} "
                          "MHz clock (at least 4 cycles per bit)")
@@ -162,13 +158,12 @@ def run_build(args) -> int:
 
 
 def _print_build(final: Path, args, platform, top) -> None:
-    from hw.board import pll_dividers
-
     report = json.loads((final / f"{NAME}_report.json").read_text())
     util = report.get("utilization", {})
     osc = platform.default_clk_frequency
-    if top.uses_pll(platform):
-        ki, fb, op = pll_dividers(osc, top.clock_hz)
+    dividers = top.pll(platform)
+    if dividers is not None:
+        ki, fb, op = dividers
         source = (f"from the ECP5 PLL ({osc / 1e6:g} MHz oscillator x {fb} / {ki}, VCO "
                   f"{top.clock_hz * op / 1e6:g} MHz)")
     else:
