@@ -5,12 +5,24 @@ defines them; a subnormal *result* is flushed to zero with its sign kept. Inf an
 (``Inf - Inf`` is NaN) and every NaN leaves as the canonical ``0x7FC00000``. The reference is
 :func:`golden.fp32.fp32_add`.
 
-Algorithm: the operand of larger exponent is ``x``; the other, ``y``, is aligned to it in a
-27-bit frame (24 significand bits, then guard, round and sticky), the sticky bit being the OR of
-every bit shifted out. With three extra bits the rounding decision of the frame equals that of the
-exact sum: when bits were shifted out (alignment distance >= 2), the frame result is odd in its
-last place and the exact sum lies strictly within one unit of it, so both sit on the same side
-of every rounding boundary; with distance <= 1 nothing is shifted out and the frame is exact.
+Algorithm: the operand of larger exponent is ``x``, the other ``y``, and the sum takes one of
+two paths (the classic split of floating-point adders into a far and a near path):
+
+- the *far* path, for every addition and for subtractions whose exponents differ by 2 or more
+  (or by 1, when the top bit survives): ``y`` is aligned to ``x`` in a 27-bit frame (24
+  significand bits, then guard, round and sticky), the sticky bit being the OR of every bit
+  shifted out, and the sum needs at most one bit of normalisation either way. With three extra
+  bits the rounding decision of the frame equals that of the exact sum: when bits were shifted
+  out (alignment distance >= 2), the frame result is odd in its last place and the exact sum
+  lies strictly within one unit of it, so both sit on the same side of every rounding boundary;
+  with distance <= 1 nothing is shifted out and the frame is exact;
+- the *near* path, for subtractions at distance 0 or 1 that cancel the top bit: the difference
+  is exact in a 25-bit frame, any number of leading bits may cancel, and it is normalised by
+  its leading-zero count with nothing to round (a shift of at least one takes in the one bit
+  below the significand).
+
+So neither path has both a long alignment shift and a long normalising shift, which is what lets
+the PE's accumulate loop (four stages, one add every four cycles) run at 125 MHz on an ECP5.
 A sum of two binary32 values below 2**-126 is a multiple of 2**-149, hence exactly a subnormal,
 so "normalised exponent <= 0" is exactly the set of results that FTZ flushes.
 """
@@ -24,10 +36,18 @@ __all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros", "normal
 #: The one NaN an accumulator produces (spec §1.3).
 CANONICAL_NAN = 0x7FC00000
 _FRAME = 27  # 24 significand bits + guard, round, sticky
+_NEAR = 25  # the near path: 24 significand bits + the one bit a distance of 1 shifts out
 
 
 def leading_zeros(m: Module, value, name: str) -> Signal:
-    """Count of leading zeros of ``value`` (its full width when it is zero), as a priority encoder.
+    """Count of leading zeros of ``value`` (its full width when it is zero), by a binary tree.
+
+    The value is extended below its LSB by a one and then zeros, to a power of two wider than
+    itself, so the extension is never zero and its count is the width exactly when ``value``
+    is. Each node of the tree takes its halves' counts: the high half's when that half holds a
+    one, else half the node's width plus the low half's. The count's bit ``j`` is "the high
+    half of the node at level ``j`` is zero", so the depth is logarithmic in the width, not the
+    priority chain's linear one.
 
     Parameters
     ----------
@@ -39,13 +59,22 @@ def leading_zeros(m: Module, value, name: str) -> Signal:
         Name of the result signal.
     """
     width = len(value)
-    count = Signal(range(width + 1), name=name)
-    m.d.comb += count.eq(width)
-    # The last assignment wins: scanning LSB -> MSB leaves the highest set bit's count.
-    for bit in range(width):
-        with m.If(value[bit]):
-            m.d.comb += count.eq(width - 1 - bit)
-    return count
+    total = 1 << width.bit_length()  # > width, so at least one padding bit
+    padded = Cat(Const(1 << (total - width - 1), total - width), value)
+
+    def count(bits):
+        """(all zero, leading-zero count) of ``bits``, a power-of-two-wide value of >= 2 bits."""
+        half = len(bits) // 2
+        lo, hi = bits[:half], bits[half:]
+        if half == 1:
+            return ~(hi | lo), ~hi
+        zero_lo, count_lo = count(lo)
+        zero_hi, count_hi = count(hi)
+        return zero_hi & zero_lo, Cat(Mux(zero_hi, count_lo, count_hi), zero_hi)
+
+    result = Signal(range(width + 1), name=name)
+    m.d.comb += result.eq(count(padded)[1])
+    return result
 
 
 def normalize(m: Module, value, name: str, cut: "int | None" = None) -> tuple[Signal, Signal]:
@@ -55,9 +84,10 @@ def normalize(m: Module, value, name: str, cut: "int | None" = None) -> tuple[Si
     ``value`` is zero) and ``norm = value << count`` truncated to ``len(value)`` bits. The value
     is padded with zeros below its LSB to a power of two; each of the log2 stages tests whether
     the top 2^j bits of what is left are zero and shifts them out, so the count comes out MSB
-    first. Five narrow compare-and-select stages for up to 31 bits, where :func:`leading_zeros`
-    is a 31-deep priority chain and the shift a separate barrel shifter: the same function, less
-    work per cycle for a simulator.
+    first. Each stage's test waits for the previous stage's shift, so the depth is that of the
+    count and the shift in series; the PE's conversion uses it (split by ``cut``), where a
+    stage has room for it. The adder's near path instead counts with :func:`leading_zeros`
+    and shifts by the count, split across two stages.
 
     With ``cut = j`` a pipeline register (domain ``sync``) follows the first ``j`` stages, so
     that ``count`` and ``norm`` come one cycle after ``value``; the caller delays what travels
@@ -100,12 +130,17 @@ class FP32Add(wiring.Component):
     ----------
     stages : int
         Pipeline registers, 0 to 4; this is the latency in cycles. With 0 the adder is
-        combinational. With 1 the result is registered. With 2 a register also splits the
-        datapath after the alignment add, before normalisation and rounding. With 3 another
-        one sits after the operand swap and exponent distance, before the alignment shift; with
-        4 another inside the normaliser, after its first four shifts (the PE's configuration:
-        four stages of about equal depth, see :mod:`hw.pe`). Every stage advances every cycle (no enable): a
-        result appears ``stages`` cycles after its operands.
+        combinational. With 1 the result is registered. With 2 a register also follows the
+        far path's alignment shift and the near path's subtraction; with 3 another follows the
+        operand swap and exponent distance; with 4 another follows the far path's add and
+        rounding decision and the near path's leading-zero count, leaving the rounding
+        increment and the near path's last shifts for the last stage (the PE's configuration:
+        four stages of about equal depth, see :mod:`hw.pe`). Every stage advances every cycle
+        (no enable): a result appears ``stages`` cycles after its operands.
+    hold : bool
+        Give the output register a load enable (port ``load``), so that ``o`` keeps the last
+        sum loaded while the stages behind it carry other operands; needs ``stages >= 1``. The
+        PE's accumulator is this register (see :mod:`hw.pe`).
 
     Attributes
     ----------
@@ -113,17 +148,22 @@ class FP32Add(wiring.Component):
         Operands, FP32 bit patterns.
     o : Out(32)
         Sum, FP32 bit pattern.
+    load : In(1)
+        With ``hold`` only: ``o`` takes the sum in the stages' last cycle when ``load`` is high
+        in that cycle, and keeps its value otherwise.
     """
 
-    a: In(32)
-    b: In(32)
-    o: Out(32)
-
-    def __init__(self, stages: int = 1) -> None:
+    def __init__(self, stages: int = 1, *, hold: bool = False) -> None:
         if not isinstance(stages, int) or isinstance(stages, bool) or stages not in range(5):
             raise ValueError(f"FP32Add stages must be 0 to 4, not {stages!r}")
+        if hold and stages == 0:
+            raise ValueError("FP32Add with hold needs stages >= 1 (the output register)")
         self.stages = stages
-        super().__init__()
+        self.hold = bool(hold)
+        members = {"a": In(32), "b": In(32), "o": Out(32)}
+        if self.hold:
+            members["load"] = In(1)
+        super().__init__(members)
 
     @property
     def latency(self) -> int:
@@ -144,6 +184,9 @@ class FP32Add(wiring.Component):
         m = Module()
         a, b = self.a, self.b
 
+        # Stage 0: classes, order and distance. The pipeline registers that follow each stage
+        # are cut A (stages >= 3), B (stages >= 2) and C (stages == 4); the output register
+        # (stages >= 1) follows stage 3.
         ea, eb = a[23:31], b[23:31]
         fa, fb = a[0:23], b[0:23]
         a_nan = (ea == 0xFF) & (fa != 0)
@@ -152,34 +195,41 @@ class FP32Add(wiring.Component):
         b_inf = (eb == 0xFF) & (fb == 0)
 
         # x is the operand of larger exponent (a when they are equal). Comparing the 8-bit
-        # exponents, not the 31-bit magnitudes, keeps a long carry chain off the adder's first
-        # stage, which the PE's accumulate loop forwards into; with equal exponents nothing is
-        # shifted and the second stage forms both differences (below).
+        # exponents, not the 31-bit magnitudes, keeps a long carry chain off this stage, which
+        # the PE's accumulate loop forwards into; with equal exponents the near path forms both
+        # differences (below).
         swap = eb > ea
-        # The exponent distance both ways, in parallel with the compare, clamped to 31.
-        ea_eff = Mux(ea == 0, 1, ea)
-        eb_eff = Mux(eb == 0, 1, eb)
+        # The distance both ways, from the raw exponent fields, in parallel with the compare,
+        # clamped to 31. A subnormal has the exponent of the smallest normal (1, not 0) and no
+        # hidden bit; rather than correct the distance to a subnormal y by one (a second carry
+        # chain), y's significand is shifted left by one, which its missing hidden bit leaves
+        # room for. With both exponent fields zero nothing changes.
         d_ab = Signal(9, name="d_ab")
         d_ba = Signal(9, name="d_ba")
-        m.d.comb += [d_ab.eq(ea_eff - eb_eff), d_ba.eq(eb_eff - ea_eff)]
+        m.d.comb += [d_ab.eq(ea - eb), d_ba.eq(eb - ea)]
         c_ab = Mux(d_ab[5:9] != 0, 31, d_ab[0:5])
         c_ba = Mux(d_ba[5:9] != 0, 31, d_ba[0:5])
         dist_c = Signal(5, name="dist_c")
         m.d.comb += dist_c.eq(Mux(swap, c_ba, c_ab))
-        # Pipeline cut 0 (stages >= 3): the ordered operands and their distance.
-        # Significands: a subnormal has no hidden bit and the exponent of the smallest normal.
-        sig_a, sig_b = Cat(fa, ea != 0), Cat(fb, eb != 0)
+        a_sub, b_sub = ea == 0, eb == 0
+        ea_eff = Mux(a_sub, 1, ea)
+        eb_eff = Mux(b_sub, 1, eb)
+        sig_a, sig_b = Cat(fa, ~a_sub), Cat(fb, ~b_sub)
+        # a is y only when its exponent field is the smaller, b also when they are equal.
+        y_from_a = Mux(a_sub, Cat(Const(0, 1), fa), sig_a)
+        y_from_b = Mux(b_sub & ~a_sub, Cat(Const(0, 1), fb), sig_b)
         s0 = dict(a_nan=a_nan, b_nan=b_nan, a_inf=a_inf, b_inf=b_inf, a_sign=a[31], b_sign=b[31],
                   x_sign=Mux(swap, b[31], a[31]), dist_c=dist_c,
-                  sig_x=Mux(swap, sig_b, sig_a), sig_y=Mux(swap, sig_a, sig_b),
+                  dist_1=Mux(swap, d_ba == 1, d_ab == 1),
+                  sig_x=Mux(swap, sig_b, sig_a), sig_y=Mux(swap, y_from_a, y_from_b),
                   ex_eff=Mux(swap, eb_eff, ea_eff),
                   subtract=a[31] != b[31])
         if self.stages >= 3:
             s0 = self._cut(m, s0, "r0")
-        dist_c = s0["dist_c"]
+        dist_c, sig_x, sig_y, subtract = s0["dist_c"], s0["sig_x"], s0["sig_y"], s0["subtract"]
 
-        # Special results, decided from the operands' classes alone (an infinite operand is
-        # the result with its sign).
+        # Stage 1. Special results, decided from the operands' classes alone (an infinite
+        # operand is the result with its sign).
         special = Signal(name="special")
         special_val = Signal(32, name="special_val")
         with m.If(s0["a_nan"] | s0["b_nan"] |
@@ -191,97 +241,117 @@ class FP32Add(wiring.Component):
         with m.Elif(s0["b_inf"]):
             m.d.comb += [special.eq(1),
                          special_val.eq(Cat(Const(0, 23), Const(0xFF, 8), s0["b_sign"]))]
-        sig_x, sig_y, ex_eff, subtract = s0["sig_x"], s0["sig_y"], s0["ex_eff"], s0["subtract"]
 
-        # y in a 56-bit field: frame bits [29:56]; the bits shifted below the frame are y's bits
-        # j < dist - 3, whose OR (the sticky bit) is formed from a mask beside the shifter.
+        # Far path, first half: y in a 56-bit field, frame bits [29:56]; the bits shifted below
+        # the frame are y's bits j < dist - 3, whose OR (the sticky bit) is formed from a mask
+        # beside the shifter.
         y_field = Signal(56, name="y_field")
         m.d.comb += y_field.eq(Cat(Const(0, 29), Const(0, 3), sig_y) >> dist_c)
         lost = Cat(*(j + 3 < dist_c for j in range(len(sig_y))))
         y_frame = Signal(_FRAME, name="y_frame")
         m.d.comb += y_frame.eq(y_field[29:56] | ((sig_y & lost) != 0))
-        x_frame = Cat(Const(0, 3), sig_x)
 
-        # A subtraction is negative only with equal exponents (x's significand is the smaller
-        # one), where the frame holds y exactly: y - x, formed beside x - y, is then the
-        # magnitude, and the result takes y's sign.
-        diff = Signal(_FRAME + 1, name="diff")
-        m.d.comb += diff.eq(x_frame - y_frame)
-        neg = subtract & diff[_FRAME]
-        total = Signal(_FRAME + 1, name="total")
-        m.d.comb += total.eq(Mux(subtract, Mux(neg, y_frame - x_frame, diff), x_frame + y_frame))
+        # Near path, first half: a subtraction at distance 0 or 1, exact in a 25-bit frame (x's
+        # hidden bit at bit 24, one bit below the significand for y's last bit at distance 1).
+        # Only at distance 0 can y be the larger; y - x, formed beside x - y, is then the
+        # magnitude and the result takes y's sign.
+        near_x = Cat(Const(0, 1), sig_x)
+        near_y = Mux(s0["dist_1"], sig_y, Cat(Const(0, 1), sig_y))
+        near_diff = Signal(_NEAR + 1, name="near_diff")
+        m.d.comb += near_diff.eq(near_x - near_y)
+        near_neg = near_diff[_NEAR]
+        near_mag = Signal(_NEAR, name="near_mag")
+        m.d.comb += near_mag.eq(Mux(near_neg, near_y - near_x, near_diff[0:_NEAR]))
 
-        # Pipeline cut 1 (stages >= 2): the aligned sum and what the second half needs.
-        s1 = dict(special=special, special_val=special_val, total=total, exp=ex_eff,
-                  sign=s0["x_sign"] ^ neg, subtract=subtract)
+        e = s0["ex_eff"]
+        s1 = dict(special=special, special_val=special_val, y_frame=y_frame, sig_x=sig_x,
+                  subtract=subtract, exp=e, x_sign=s0["x_sign"], near_sign=s0["x_sign"] ^ near_neg,
+                  near_mag=near_mag, near_try=subtract & (dist_c[1:5] == 0),
+                  e_is_1=e == 1, e_is_254=e == 254)
         if self.stages >= 2:
-            s1 = self._cut(m, s1, "r")
+            s1 = self._cut(m, s1, "r1")
+        e = s1["exp"]
 
-        # Normalise: a carry out shifts right by one (folding the lost bit into sticky), else
-        # shift left by the leading zeros of the 27-bit frame. Pipeline cut 2 (stages == 4) sits
-        # inside the normaliser, after its first four shifts (of five).
-        lz, shifted = normalize(m, s1["total"][0:_FRAME], "lz", cut=4 if self.stages == 4 else None)
-        s2 = dict(s1, zero=s1["total"] == 0)
+        # Stage 2, far path: the aligned add, a one-bit normalisation and the rounding decision.
+        # A carry out (c) shifts right by one, folding the lost bit into sticky; a result without
+        # its top bit (t) shifts left by one, which is the most a far result needs: an addition
+        # keeps x's top bit, and a subtraction at distance >= 2 (or at distance 1 without
+        # cancellation of the top bit, which the near path detects) loses at most one. With x
+        # subnormal (E = 1, nothing shifted out), a result without its top bit is subnormal and
+        # exact, so flushed.
+        x_frame = Cat(Const(0, 3), s1["sig_x"])
+        far_sum = Signal(_FRAME + 1, name="far_sum")
+        m.d.comb += far_sum.eq(Mux(s1["subtract"], x_frame - s1["y_frame"],
+                                   x_frame + s1["y_frame"]))
+        carry_out, top = far_sum[_FRAME], far_sum[_FRAME - 1]
+        far_norm = Signal(_FRAME, name="far_norm")
+        with m.If(carry_out):
+            m.d.comb += far_norm.eq(Cat(far_sum[0] | far_sum[1], far_sum[2:_FRAME + 1]))
+        with m.Elif(top):
+            m.d.comb += far_norm.eq(far_sum[0:_FRAME])
+        with m.Else():
+            m.d.comb += far_norm.eq(Cat(Const(0, 1), far_sum[0:_FRAME - 1]))
+        # Round to nearest even on the 24-bit significand far_norm[3:27]: the decision here, the
+        # increment in stage 3, on the exponent and fraction fields together, so that an
+        # increment carrying out of the fraction (all ones) leaves it zero and adds one to the
+        # exponent, and one that reaches exponent 255 is exactly Inf. Only a carry out of the
+        # add at E = 254 overflows before rounding; a left shift never overflows.
+        up = far_norm[2] & (far_norm[0] | far_norm[1] | far_norm[3])
+        far_exp = Signal(8, name="far_exp")
+        m.d.comb += far_exp.eq(Mux(carry_out, e + 1, Mux(top, e, e - 1)))
+        far_over = carry_out & s1["e_is_254"]
+        far_under = ~carry_out & ~top & s1["e_is_1"]
+
+        # Stage 2, near path: the leading zeros of the difference. Its result is taken when its
+        # top bit is clear (always so at distance 0 with both operands normal); otherwise the
+        # far path's, which then shifts by at most one.
+        # The shift by the count's multiple of 8 happens here too, the rest in stage 3.
+        near_mag = s1["near_mag"]
+        near_lz = leading_zeros(m, near_mag, "near_lz")
+        near_part = Signal(_NEAR, name="near_part")
+        m.d.comb += near_part.eq(near_mag << Cat(Const(0, 3), near_lz[3:]))
+
+        s2 = dict(special=s1["special"], special_val=s1["special_val"], x_sign=s1["x_sign"],
+                  far_word=Cat(far_norm[3:_FRAME - 1], far_exp), far_up=up, far_over=far_over,
+                  far_under=far_under, exp=e, near_sign=s1["near_sign"], near_part=near_part,
+                  near_lz=near_lz, near=s1["near_try"] & ~near_mag[_NEAR - 1],
+                  near_zero=near_mag == 0)
         if self.stages == 4:
             s2 = self._cut(m, s2, "r2")
-        total = s2["total"]
-        exp_in = Signal(signed(11), name="exp_in")
-        m.d.comb += exp_in.eq(s2["exp"])
-        norm = Signal(_FRAME, name="norm")
-        exp_n = Signal(signed(11), name="exp_n")
-        with m.If(total[_FRAME]):
-            m.d.comb += [norm.eq(Cat(total[0] | total[1], total[2:_FRAME + 1])),
-                         exp_n.eq(exp_in + 1)]
-        with m.Else():
-            m.d.comb += [norm.eq(shifted), exp_n.eq(exp_in - lz)]
 
-        # Round to nearest even on the 24-bit significand norm[3:27].
-        guard = norm[2]
-        rest = norm[0] | norm[1]
-        up = guard & (rest | norm[3])
-        # A carry out of the rounding increment (the significand all ones) leaves a zero fraction
-        # and bumps the exponent: both exponents and their range checks are formed in parallel
-        # with the increment, and the carry only selects.
-        carry = up & (norm[3:_FRAME] == (1 << 24) - 1)
-        frac_r = Signal(23, name="frac_r")
-        m.d.comb += frac_r.eq(norm[3:_FRAME - 1] + up)
-        exp_n1 = Signal(signed(11), name="exp_n1")
-        with m.If(total[_FRAME]):
-            m.d.comb += exp_n1.eq(exp_in + 2)
-        with m.Else():
-            m.d.comb += exp_n1.eq(exp_in + 1 - lz)
-        exp_r = Signal(signed(11), name="exp_r")
-        m.d.comb += exp_r.eq(Mux(carry, exp_n1, exp_n))
-        # The range checks of exp_r, from the operand exponent E (1 .. 254: larger ones are
-        # special) and the shift: no subtraction on their path. A carry out of the alignment add
-        # gives E + 1 (+ 1 more on a rounding carry), which overflows from E = 254 (253); a left
-        # shift by lz gives E - lz (+ 1), which overflows only from E = 254, lz = 0, rounding
-        # carry, and underflows (<= 0) when E <= lz (E < lz).
-        e = s2["exp"][0:8]
-        e_small = e[5:8] == 0
-        over = Signal(name="over")
-        under = Signal(name="under")
-        with m.If(total[_FRAME]):
-            m.d.comb += over.eq(Mux(carry, e >= 253, e >= 254))
-        with m.Else():
-            m.d.comb += [over.eq(carry & (e == 254) & (lz == 0)),
-                         under.eq(e_small & Mux(carry, e[0:5] < lz, e[0:5] <= lz))]
+        # Stage 3: the far path's rounding increment, the near path's shift (exact: at most one
+        # bit was below the significand, and a shift of at least one takes it in) and the result.
+        far_word = Signal(31, name="far_word")
+        m.d.comb += far_word.eq(s2["far_word"] + s2["far_up"])
+        near_norm = Signal(_NEAR, name="near_norm")
+        m.d.comb += near_norm.eq(s2["near_part"] << s2["near_lz"][0:3])
+        near_exp = Signal(signed(10), name="near_exp")
+        m.d.comb += near_exp.eq(s2["exp"] - s2["near_lz"])
 
         result = Signal(32, name="result")
-        sign = s2["sign"]
+        x_sign, near_sign = s2["x_sign"], s2["near_sign"]
         with m.If(s2["special"]):
             m.d.comb += result.eq(s2["special_val"])
-        with m.Elif(s2["zero"]):
-            # Exact zero: x + (-x) is +0 under RNE; equal signs keep their sign (-0 + -0 = -0).
-            m.d.comb += result.eq(Cat(Const(0, 31), sign & ~s2["subtract"]))
-        with m.Elif(over):
-            m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
-        with m.Elif(under):
-            m.d.comb += result.eq(Cat(Const(0, 31), sign))  # FTZ, sign kept (spec §1.3)
+        with m.Elif(s2["near"]):
+            with m.If(s2["near_zero"]):
+                # x - x is +0 under RNE.
+                m.d.comb += result.eq(0)
+            with m.Elif(near_exp <= 0):
+                m.d.comb += result.eq(Cat(Const(0, 31), near_sign))  # FTZ, sign kept
+            with m.Else():
+                m.d.comb += result.eq(Cat(near_norm[1:_NEAR - 1], near_exp[0:8], near_sign))
+        with m.Elif(s2["far_over"]):
+            m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), x_sign))
+        with m.Elif(s2["far_under"]):
+            # Also 0 + 0 of equal signs, which keeps its sign (-0 + -0 = -0).
+            m.d.comb += result.eq(Cat(Const(0, 31), x_sign))
         with m.Else():
-            m.d.comb += result.eq(Cat(frac_r, exp_r[0:8], sign))
+            m.d.comb += result.eq(Cat(far_word, x_sign))
 
-        if self.stages >= 1:
+        if self.hold:
+            with m.If(self.load):
+                m.d.sync += self.o.eq(result)
+        elif self.stages >= 1:
             m.d.sync += self.o.eq(result)
         else:
             m.d.comb += self.o.eq(result)

@@ -45,9 +45,10 @@ Let t be the cycle in which a group pair is valid on ``a_i``/``b_i`` and c = cyc
 So for a dot product fed back to back from cycle t0 (groups k = 0..G-1 with c_k cycles each),
 ``result.valid`` rises in cycle ``t0 + sum(c_k) + 14``; the next dot product's first group may be
 valid at ``t0 + sum(c_k)``. An add is issued at most every 4 cycles and its sum leaves the adder
-4 cycles later; an add issued in that very cycle takes the sum from the adder's output
-(forwarding), a later one from the accumulator, so every add sees the previous group's sum: the
-result is the sequential FP32 accumulation of spec §2.1 bit for bit, whatever the mix of modes.
+4 cycles later into the adder's output register, which loads only valid sums and so is the
+accumulator; an add issued in that very cycle or later reads it, so every add sees the previous
+group's sum: the result is the sequential FP32 accumulation of spec §2.1 bit for bit, whatever
+the mix of modes.
 The pipeline is cut for the clock (README, "Area and clock speed after place and route"); it
 costs latency, not throughput.
 
@@ -264,7 +265,9 @@ class PE(wiring.Component):
     @staticmethod
     def _term(m: Module, product, shift, neg, name: str):
         """Stages 2 and 3 of the multiply pipeline: the registered product, then the signed,
-        weighted term ``±(product << shift)`` as a two's-complement pattern of the sum's width."""
+        weighted term ``±(product << shift)`` of the sum's width, returned as ``(term, neg)``:
+        the one's complement of the magnitude when negative, and the bit that the sum of stage
+        4 adds to make it the two's complement (no carry chain here)."""
         prod = Signal(len(product), name=f"mul{name}_p")
         shift_r = Signal(len(shift), name=f"mul{name}_sh_r")
         neg_r = Signal(name=f"mul{name}_neg_r")
@@ -272,8 +275,9 @@ class PE(wiring.Component):
         mag = Signal(_SUM_BITS, name=f"term{name}_mag")
         m.d.comb += mag.eq(prod << shift_r)
         term = Signal(_SUM_BITS, name=f"term{name}")
-        m.d.sync += term.eq(Mux(neg_r, ~mag + 1, mag))
-        return term
+        neg_t = Signal(name=f"term{name}_neg")
+        m.d.sync += [term.eq(mag ^ neg_r.replicate(_SUM_BITS)), neg_t.eq(neg_r)]
+        return term, neg_t
 
     def _mac_8x8(self, m: Module, step, a, b):
         """The baseline's one product per cycle from one 8x8 multiplier."""
@@ -328,7 +332,7 @@ class PE(wiring.Component):
             tags.append(regs)
         # Stage 4: the sum of the step's terms (stage 3 registered them).
         step_terms = Signal(_SUM_BITS, name="step_terms")
-        m.d.sync += step_terms.eq(sum(terms))
+        m.d.sync += step_terms.eq(sum(term for term, _ in terms) + sum(neg for _, neg in terms))
         t = tags[_MUL_DEPTH]
         # The running sum is a two's-complement bit pattern (|S| < 2^21 never wraps): unsigned
         # additions, the same bits as signed ones, cheaper for a simulator.
@@ -364,10 +368,21 @@ class PE(wiring.Component):
         m.d.sync += [c_valid.eq(s_valid), c_mag.eq(Mux(s_val[-1], ~s_val + 1, s_val))]
         m.d.sync += [c1[k].eq(v) for k, v in c.items()]
         n_valid = Signal(name="n_valid")
-        c2 = {k: Signal(len(v), name=f"c2_{k}") for k, v in c1.items()}
+        # The product's biased exponent is base - lz, base = bexp + 20 (lz <= 20 for a nonzero
+        # S). It overflows when lz <= base - 255 and underflows when lz >= base: both compares
+        # are prepared here, a stage before lz is known, so that the last stage compares five
+        # bits.
+        # Each flag compares the exponent with a constant, all in parallel.
+        bexp_in, top = c1["bexp"].as_signed(), _SUM_BITS - 2
+        c1_prep = dict(base=(bexp_in + top)[0:8], high=(bexp_in + top - 255)[0:5],
+                       over_all=bexp_in >= 255, over_some=(bexp_in >= 255 - top) & (bexp_in < 255),
+                       under_all=bexp_in <= -top, under_some=(bexp_in > -top) & (bexp_in <= 0))
+        c2 = {k: Signal(len(v), name=f"c2_{k}") for k, v in c1.items() if k != "bexp"}
+        c2.update({k: Signal(len(v), name=f"c2_{k}") for k, v in c1_prep.items()})
         c2["zero"] = Signal(name="c2_zero")
         m.d.sync += [n_valid.eq(c_valid), c2["zero"].eq(c_mag == 0)]
-        m.d.sync += [c2[k].eq(c1[k]) for k in c1]
+        m.d.sync += [c2[k].eq(c1[k]) for k in c1 if k != "bexp"]
+        m.d.sync += [c2[k].eq(v) for k, v in c1_prep.items()]
         lz_c, norm_c = normalize(m, c_mag, "s_lz", cut=2)
         q_valid = Signal(name="q_valid")
         c3 = {k: Signal(len(v), name=f"c3_{k}") for k, v in c2.items()}
@@ -377,20 +392,22 @@ class PE(wiring.Component):
         m.d.sync += [c3[k].eq(c2[k]) for k in c2]
         c2 = c3
         sign = c2["sign"]
-        bexp = Signal(signed(12), name="p_bexp")
-        m.d.comb += bexp.eq(c2["bexp"].as_signed() + (_SUM_BITS - 2) - lz)
+        bexp = Signal(8, name="p_bexp")
+        m.d.comb += bexp.eq(c2["base"] - lz)
+        over = c2["over_all"] | (c2["over_some"] & (lz <= c2["high"]))
+        under = c2["under_all"] | (c2["under_some"] & (lz >= c2["base"][0:5]))
         p_word = Signal(32, name="p_word")
         with m.If(c2["nan"]):
             m.d.comb += p_word.eq(CANONICAL_NAN)
         with m.Elif(c2["zero"]):
             m.d.comb += p_word.eq(0)
-        with m.Elif(bexp >= 255):
+        with m.Elif(over):
             m.d.comb += p_word.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
-        with m.Elif(bexp <= 0):
+        with m.Elif(under):
             m.d.comb += p_word.eq(Cat(Const(0, 31), sign))
         with m.Else():
             m.d.comb += p_word.eq(Cat(Const(0, 23 - (_SUM_BITS - 2)), norm[0:_SUM_BITS - 2],
-                                      bexp[0:8], sign))
+                                      bexp, sign))
         p_valid = Signal(name="p_valid")
         p_last = Signal(name="p_last")
         p_val = Signal(32, name="p_val")
@@ -398,22 +415,28 @@ class PE(wiring.Component):
 
         # Accumulate: one FP32 add per group (spec §1.3). `fresh` makes the first add of a dot
         # product use +0.0, so acc = +0.0 + P0 exactly as the golden model starts. The adder
-        # takes _ADDER_STAGES cycles and adds are 4 or more cycles apart: an add issued the cycle
-        # its predecessor's sum leaves the adder takes that sum directly (forwarding), so every
-        # add sees the previous group's sum.
-        adder = m.submodules.adder = FP32Add(stages=_ADDER_STAGES)
-        acc = Signal(32, name="acc")
+        # takes _ADDER_STAGES cycles and adds are 4 or more cycles apart, so an add issued the
+        # cycle its predecessor's sum lands, or later, sees that sum.
+        adder = m.submodules.adder = FP32Add(stages=_ADDER_STAGES, hold=True)
         fresh = Signal(init=1, name="fresh")
         add_valid = Signal(_ADDER_STAGES, name="add_valid")
         add_last = Signal(_ADDER_STAGES, name="add_last")
         done = add_valid[-1]
-        m.d.comb += [adder.a.eq(Mux(Mux(done, add_last[-1], fresh), 0, Mux(done, adder.o, acc))),
-                     adder.b.eq(p_val)]
+        # The adder's output register loads only a valid sum and so is the accumulator. The
+        # operand is that register, or +0.0 when the add starts a dot product: the flag `zero`,
+        # registered from the same conditions a cycle ahead, says so, so that the loop into the
+        # adder's first stage passes a single AND.
+        zero = Signal(name="zero")
+        done_next = add_valid[-2] & ~self.clear
+        fresh_next = Mux(self.clear, 1, Mux(done, add_last[-1], fresh))
+        m.d.sync += zero.eq(Mux(done_next, add_last[-2], fresh_next))
+        m.d.comb += [adder.a.eq(Mux(zero, 0, adder.o)), adder.b.eq(p_val),
+                     adder.load.eq(add_valid[-2])]
         m.d.sync += [add_valid.eq(Cat(p_valid, add_valid[:-1])),
                      add_last.eq(Cat(p_last, add_last[:-1]))]
         m.d.sync += self.result.valid.eq(0)
         with m.If(done):
-            m.d.sync += [acc.eq(adder.o), fresh.eq(add_last[-1])]
+            m.d.sync += fresh.eq(add_last[-1])
             with m.If(add_last[-1]):
                 m.d.sync += [self.result.payload.eq(adder.o), self.result.valid.eq(1)]
 

@@ -6,10 +6,11 @@ a 32-bit integer with the golden NumPy float32 sum (flushed, canonical NaN).
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from golden.fp32 import fp32_add, from_bits, to_bits
-from hw.fp32 import FP32Add
+from hw.fp32 import FP32Add, leading_zeros
 
 SPECIALS = [
     0x00000000, 0x80000000,                      # +-0
@@ -172,3 +173,70 @@ def test_random_large():
 def test_rejects_bad_stages():
     with pytest.raises(ValueError, match="stages"):
         FP32Add(stages=5)
+
+
+def test_hold_keeps_the_last_loaded_sum():
+    """With ``hold`` the output register loads only when ``load`` is high in a sum's last stage
+    cycle, and keeps that sum while other operands pass (the PE's accumulator, hw.pe)."""
+    rng = np.random.default_rng(21)
+    print("seed 21")
+    n = 40
+    a, b = random_normals(rng, n), random_normals(rng, n)
+    want = golden_bits(a, b)
+    load = rng.integers(0, 2, n)
+    dut = FP32Add(stages=4, hold=True)
+    got = []
+
+    async def bench(ctx):
+        # Pair i enters in cycle i; its sum is in the last stage in cycle i + 3, when `load`
+        # decides, and in `o` from cycle i + 4 until the next loaded sum.
+        for cycle in range(n + 3):
+            if cycle < n:
+                ctx.set(dut.a, int(a[cycle]))
+                ctx.set(dut.b, int(b[cycle]))
+            i = cycle - 3
+            ctx.set(dut.load, int(load[i]) if 0 <= i < n else 0)
+            await ctx.tick()
+            if i >= 0:
+                got.append(ctx.get(dut.o))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    held, expect = 0, []
+    for i in range(n):
+        if load[i]:
+            held = int(want[i])
+        expect.append(held)
+    assert got == expect
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_hold_needs_an_output_register():
+    with pytest.raises(ValueError, match="hold"):
+        FP32Add(stages=0, hold=True)
+
+
+@pytest.mark.parametrize("width", [1, 2, 5, 24, 25, 32])
+def test_leading_zeros(width):
+    """hw.fp32.leading_zeros (the near path's count): the width for zero, the distance of the
+    highest one from the MSB otherwise, on every single-bit value, all ones and random values."""
+    m = Module()
+    value = Signal(width)
+    count = leading_zeros(m, value, "lz")
+    rng = np.random.default_rng(width)
+    print(f"seed {width}")
+    vals = [0, (1 << width) - 1] + [1 << j for j in range(width)]
+    vals += [int(rng.integers(0, 1 << int(rng.integers(1, width + 1)))) for _ in range(100)]
+    got = []
+
+    async def bench(ctx):
+        for v in vals:
+            ctx.set(value, v)
+            got.append(ctx.get(count))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [width - v.bit_length() for v in vals]
