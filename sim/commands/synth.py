@@ -146,6 +146,9 @@ def print_result(r: dict) -> None:
         return
     mult = "multipliers in LUTs (-nodsp)" if r["nodsp"] else "multipliers on MULT18X18D"
     print(f"{r['top']} on ECP5, out of context, {mult}{' (cached)' if r.get('cached') else ''}")
+    if r.get("flatten") is False:
+        print("  synthesised module by module (synth_ecp5 -noflatten): Yosys failed an internal "
+              "assertion in ABC9 on the flattened design")
     u, a = r["used"], r["available"]
     if r["device"] is None:
         print("  fits no ECP5 device; synthesis count: "
