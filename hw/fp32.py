@@ -27,7 +27,7 @@ A sum of two binary32 values below 2**-126 is a multiple of 2**-149, hence exact
 so "normalised exponent <= 0" is exactly the set of results that FTZ flushes.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -138,9 +138,10 @@ class FP32Add(wiring.Component):
         four stages of about equal depth, see :mod:`hw.pe`). Every stage advances every cycle
         (no enable): a result appears ``stages`` cycles after its operands.
     hold : bool
-        Give the output register a load enable (port ``load``), so that ``o`` keeps the last
+        Give the output register a load enable and a synchronous clear (ports ``load`` and
+        ``restart``) and show the sum it would load (port ``sum``), so that ``o`` keeps the last
         sum loaded while the stages behind it carry other operands; needs ``stages >= 1``. The
-        PE's accumulator is this register (see :mod:`hw.pe`).
+        PE's accumulator is this register, fed back as ``a`` (see :mod:`hw.pe`).
 
     Attributes
     ----------
@@ -148,9 +149,13 @@ class FP32Add(wiring.Component):
         Operands, FP32 bit patterns.
     o : Out(32)
         Sum, FP32 bit pattern.
-    load : In(1)
-        With ``hold`` only: ``o`` takes the sum in the stages' last cycle when ``load`` is high
-        in that cycle, and keeps its value otherwise.
+    load, restart : In(1)
+        With ``hold`` only: ``o`` becomes +0.0 at the end of a cycle with ``restart`` high,
+        else takes the sum of the stages' last cycle when ``load`` is high in that cycle, and
+        keeps its value otherwise.
+    sum : Out(32)
+        With ``hold`` only: the sum of the stages' last cycle, combinational (what ``o`` would
+        load).
     """
 
     def __init__(self, stages: int = 1, *, hold: bool = False) -> None:
@@ -162,7 +167,7 @@ class FP32Add(wiring.Component):
         self.hold = bool(hold)
         members = {"a": In(32), "b": In(32), "o": Out(32)}
         if self.hold:
-            members["load"] = In(1)
+            members.update(load=In(1), restart=In(1), sum=Out(32))
         super().__init__(members)
 
     @property
@@ -311,45 +316,57 @@ class FP32Add(wiring.Component):
         near_part = Signal(_NEAR, name="near_part")
         m.d.comb += near_part.eq(near_mag << Cat(Const(0, 3), near_lz[3:]))
 
-        s2 = dict(special=s1["special"], special_val=s1["special_val"], x_sign=s1["x_sign"],
-                  far_word=Cat(far_norm[3:_FRAME - 1], far_exp), far_up=up, far_over=far_over,
-                  far_under=far_under, exp=e, near_sign=s1["near_sign"], near_part=near_part,
-                  near_lz=near_lz, near=s1["near_try"] & ~near_mag[_NEAR - 1],
-                  near_zero=near_mag == 0)
+        near = s1["near_try"] & ~near_mag[_NEAR - 1]
+        special = s1["special"]
+        s2 = dict(special=special, special_val=s1["special_val"], x_sign=s1["x_sign"],
+                  far_word=Cat(far_norm[3:_FRAME - 1], far_exp), far_up=up,
+                  far_sel=~special & ~near & ~far_over & ~far_under,
+                  over_sel=~special & ~near & far_over,
+                  near_sel=~special & near & (near_mag != 0),
+                  zero_sel=~special & near & (near_mag == 0),
+                  exp=e, e_small=e[5:8] == 0, near_sign=s1["near_sign"], near_part=near_part,
+                  near_lz=near_lz)
         if self.stages == 4:
             s2 = self._cut(m, s2, "r2")
 
         # Stage 3: the far path's rounding increment, the near path's shift (exact: at most one
         # bit was below the significand, and a shift of at least one takes it in) and the result.
+        # Which result it is was decided in stage 2 but for the near path's underflow, so the
+        # far path's increment, the latest signal, meets a single two-way select.
         far_word = Signal(31, name="far_word")
         m.d.comb += far_word.eq(s2["far_word"] + s2["far_up"])
         near_norm = Signal(_NEAR, name="near_norm")
         m.d.comb += near_norm.eq(s2["near_part"] << s2["near_lz"][0:3])
-        near_exp = Signal(signed(10), name="near_exp")
+        # The near result's exponent E - lz, flushed when E <= lz (lz <= 24 < 32).
+        near_exp = Signal(8, name="near_exp")
         m.d.comb += near_exp.eq(s2["exp"] - s2["near_lz"])
+        near_under = s2["e_small"] & (s2["exp"][0:5] <= s2["near_lz"])
 
-        result = Signal(32, name="result")
-        x_sign, near_sign = s2["x_sign"], s2["near_sign"]
+        other = Signal(32, name="other")
+        x_sign = s2["x_sign"]
         with m.If(s2["special"]):
-            m.d.comb += result.eq(s2["special_val"])
-        with m.Elif(s2["near"]):
-            with m.If(s2["near_zero"]):
-                # x - x is +0 under RNE.
-                m.d.comb += result.eq(0)
-            with m.Elif(near_exp <= 0):
-                m.d.comb += result.eq(Cat(Const(0, 31), near_sign))  # FTZ, sign kept
+            m.d.comb += other.eq(s2["special_val"])
+        with m.Elif(s2["near_sel"]):
+            with m.If(near_under):
+                m.d.comb += other.eq(Cat(Const(0, 31), s2["near_sign"]))  # FTZ, sign kept
             with m.Else():
-                m.d.comb += result.eq(Cat(near_norm[1:_NEAR - 1], near_exp[0:8], near_sign))
-        with m.Elif(s2["far_over"]):
-            m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), x_sign))
-        with m.Elif(s2["far_under"]):
-            # Also 0 + 0 of equal signs, which keeps its sign (-0 + -0 = -0).
-            m.d.comb += result.eq(Cat(Const(0, 31), x_sign))
+                m.d.comb += other.eq(Cat(near_norm[1:_NEAR - 1], near_exp, s2["near_sign"]))
+        with m.Elif(s2["zero_sel"]):
+            m.d.comb += other.eq(0)  # x - x is +0 under RNE
+        with m.Elif(s2["over_sel"]):
+            m.d.comb += other.eq(Cat(Const(0, 23), Const(0xFF, 8), x_sign))
         with m.Else():
-            m.d.comb += result.eq(Cat(far_word, x_sign))
+            # The far path's underflow; also 0 + 0 of equal signs, which keeps its sign
+            # (-0 + -0 = -0).
+            m.d.comb += other.eq(Cat(Const(0, 31), x_sign))
+        result = Signal(32, name="result")
+        m.d.comb += result.eq(Mux(s2["far_sel"], Cat(far_word, x_sign), other))
 
         if self.hold:
-            with m.If(self.load):
+            m.d.comb += self.sum.eq(result)
+            with m.If(self.restart):
+                m.d.sync += self.o.eq(0)
+            with m.Elif(self.load):
                 m.d.sync += self.o.eq(result)
         elif self.stages >= 1:
             m.d.sync += self.o.eq(result)

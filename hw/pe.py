@@ -413,38 +413,34 @@ class PE(wiring.Component):
         p_val = Signal(32, name="p_val")
         m.d.sync += [p_valid.eq(q_valid), p_last.eq(c2["last"]), p_val.eq(p_word)]
 
-        # Accumulate: one FP32 add per group (spec §1.3). `fresh` makes the first add of a dot
-        # product use +0.0, so acc = +0.0 + P0 exactly as the golden model starts. The adder
+        # Accumulate: one FP32 add per group (spec §1.3). The first add of a dot product finds
+        # +0.0, so acc = +0.0 + P0 exactly as the golden model starts. The adder
         # takes _ADDER_STAGES cycles and adds are 4 or more cycles apart, so an add issued the
         # cycle its predecessor's sum lands, or later, sees that sum.
         adder = m.submodules.adder = FP32Add(stages=_ADDER_STAGES, hold=True)
-        fresh = Signal(init=1, name="fresh")
         add_valid = Signal(_ADDER_STAGES, name="add_valid")
         add_last = Signal(_ADDER_STAGES, name="add_last")
-        done = add_valid[-1]
-        # The adder's output register loads only a valid sum and so is the accumulator. The
-        # operand is that register, or +0.0 when the add starts a dot product: the flag `zero`,
-        # registered from the same conditions a cycle ahead, says so, so that the loop into the
-        # adder's first stage passes a single AND.
-        zero = Signal(name="zero")
-        done_next = add_valid[-2] & ~self.clear
-        fresh_next = Mux(self.clear, 1, Mux(done, add_last[-1], fresh))
-        m.d.sync += zero.eq(Mux(done_next, add_last[-2], fresh_next))
-        m.d.comb += [adder.a.eq(Mux(zero, 0, adder.o)), adder.b.eq(p_val),
-                     adder.load.eq(add_valid[-2])]
+        # The adder's output register is the accumulator and the operand, with nothing between:
+        # it loads only valid sums, and becomes +0.0 (instead of loading it) when the sum ends a
+        # dot product, or on clear. That sum goes to `final` and, the cycle it would have
+        # landed in the accumulator, to the result.
+        ending = add_valid[-2] & add_last[-2]
+        final = Signal(32, name="final")
+        m.d.comb += [adder.a.eq(adder.o), adder.b.eq(p_val), adder.load.eq(add_valid[-2]),
+                     adder.restart.eq(ending | self.clear)]
+        with m.If(ending):
+            m.d.sync += final.eq(adder.sum)
         m.d.sync += [add_valid.eq(Cat(p_valid, add_valid[:-1])),
                      add_last.eq(Cat(p_last, add_last[:-1]))]
         m.d.sync += self.result.valid.eq(0)
-        with m.If(done):
-            m.d.sync += fresh.eq(add_last[-1])
-            with m.If(add_last[-1]):
-                m.d.sync += [self.result.payload.eq(adder.o), self.result.valid.eq(1)]
+        with m.If(add_valid[-1] & add_last[-1]):
+            m.d.sync += [self.result.payload.eq(final), self.result.valid.eq(1)]
 
         # Clear drops what is in flight; operands arriving now still start (statements below
         # come later and win).
         with m.If(self.clear):
             m.d.sync += [active.eq(0), s_valid.eq(0), c_valid.eq(0), n_valid.eq(0),
-                         q_valid.eq(0), p_valid.eq(0), add_valid.eq(0), fresh.eq(1)]
+                         q_valid.eq(0), p_valid.eq(0), add_valid.eq(0)]
             m.d.sync += [tags[d]["valid"].eq(0) for d in range(1, _MUL_DEPTH + 1)]
         with m.If(self.a_i.valid):
             m.d.sync += [active.eq(1), step.eq(0)]

@@ -176,26 +176,31 @@ def test_rejects_bad_stages():
 
 
 def test_hold_keeps_the_last_loaded_sum():
-    """With ``hold`` the output register loads only when ``load`` is high in a sum's last stage
-    cycle, and keeps that sum while other operands pass (the PE's accumulator, hw.pe)."""
+    """With ``hold`` the output register clears on ``restart``, else loads the sum when ``load``
+    is high in its last stage's cycle, and keeps its value while other operands pass; ``sum``
+    shows every sum in that cycle (the PE's accumulator, hw.pe)."""
     rng = np.random.default_rng(21)
     print("seed 21")
-    n = 40
+    n = 60
     a, b = random_normals(rng, n), random_normals(rng, n)
     want = golden_bits(a, b)
     load = rng.integers(0, 2, n)
+    restart = rng.random(n) < 0.2
     dut = FP32Add(stages=4, hold=True)
-    got = []
+    got, sums = [], []
 
     async def bench(ctx):
         # Pair i enters in cycle i; its sum is in the last stage in cycle i + 3, when `load`
-        # decides, and in `o` from cycle i + 4 until the next loaded sum.
+        # and `restart` decide, and in `o` from cycle i + 4.
         for cycle in range(n + 3):
             if cycle < n:
                 ctx.set(dut.a, int(a[cycle]))
                 ctx.set(dut.b, int(b[cycle]))
             i = cycle - 3
-            ctx.set(dut.load, int(load[i]) if 0 <= i < n else 0)
+            ctx.set(dut.load, int(load[i]) if i >= 0 else 0)
+            ctx.set(dut.restart, int(restart[i]) if i >= 0 else 0)
+            if i >= 0:
+                sums.append(ctx.get(dut.sum))
             await ctx.tick()
             if i >= 0:
                 got.append(ctx.get(dut.o))
@@ -204,9 +209,12 @@ def test_hold_keeps_the_last_loaded_sum():
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
+    assert sums == [int(x) for x in want]
     held, expect = 0, []
     for i in range(n):
-        if load[i]:
+        if restart[i]:
+            held = 0
+        elif load[i]:
             held = int(want[i])
         expect.append(held)
     assert got == expect
