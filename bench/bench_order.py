@@ -59,7 +59,7 @@ def _top_cycles(m: int, n: int, array: int, per_token: int, config) -> int:
 
 
 def _shipped_rows() -> list[list[object]]:
-    from golden import mixdit, mx
+    from golden import mixdit
     from golden.dit.capture import FIXTURE_PATH, load_capture
     from golden.dit.checkpoint import load_model
     from golden.gemm import mx_matmul

@@ -31,7 +31,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros", "normalize"]
+__all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros"]
 
 #: The one NaN an accumulator produces (spec §1.3).
 CANONICAL_NAN = 0x7FC00000
@@ -75,52 +75,6 @@ def leading_zeros(m: Module, value, name: str) -> Signal:
     result = Signal(range(width + 1), name=name)
     m.d.comb += result.eq(count(padded)[1])
     return result
-
-
-def normalize(m: Module, value, name: str, cut: "int | None" = None) -> tuple[Signal, Signal]:
-    """Leading-zero count and left-normalised ``value``, by a logarithmic shifter.
-
-    Returns ``(count, norm)``: ``count`` as :func:`leading_zeros` gives it (the full width when
-    ``value`` is zero) and ``norm = value << count`` truncated to ``len(value)`` bits. The value
-    is padded with zeros below its LSB to a power of two; each of the log2 stages tests whether
-    the top 2^j bits of what is left are zero and shifts them out, so the count comes out MSB
-    first. Each stage's test waits for the previous stage's shift, so the depth is that of the
-    count and the shift in series; the PE's conversion uses it (split by ``cut``), where a
-    stage has room for it. The adder's near path instead counts with :func:`leading_zeros`
-    and shifts by the count, split across two stages.
-
-    With ``cut = j`` a pipeline register (domain ``sync``) follows the first ``j`` stages, so
-    that ``count`` and ``norm`` come one cycle after ``value``; the caller delays what travels
-    with them.
-    """
-    width = len(value)
-    stages = width.bit_length()  # 2**stages >= width + 1
-    total = 1 << stages
-    pad = total - width
-    cur = Signal(total, name=f"{name}_v{stages}")
-    m.d.comb += cur.eq(Cat(Const(0, pad), value))
-    bits = []
-    for done, j in enumerate(reversed(range(stages))):
-        if done == cut:
-            reg = Signal(total, name=f"{name}_c{j + 1}")
-            m.d.sync += reg.eq(cur)
-            cur = reg
-            regs = [Signal(name=f"{name}_zr{stages - 1 - i}") for i in range(len(bits))]
-            m.d.sync += [r.eq(z) for r, z in zip(regs, bits)]
-            bits = regs
-        shift = 1 << j
-        zero = Signal(name=f"{name}_z{j}")
-        m.d.comb += zero.eq(cur[total - shift:] == 0)
-        nxt = Signal(total, name=f"{name}_v{j}")
-        m.d.comb += nxt.eq(Mux(zero, Cat(Const(0, shift), cur[:total - shift]), cur))
-        bits.append(zero)
-        cur = nxt
-    count = Signal(range(width + 1), name=name)
-    # A zero value runs through every stage (2**stages - 1); its count is the width.
-    m.d.comb += count.eq(Mux(cur[total - 1], Cat(*reversed(bits)), width))
-    norm = Signal(width, name=f"{name}_norm")
-    m.d.comb += norm.eq(cur[pad:])
-    return count, norm
 
 
 class FP32Add(wiring.Component):

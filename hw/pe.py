@@ -36,8 +36,8 @@ Let t be the cycle in which a group pair is valid on ``a_i``/``b_i`` and c = cyc
 - cycles t+1 .. t+c: the multiply steps issue on the registered operands; each step's products
   pass a four-stage pipeline (operand select, 4x4 products, weighted signed terms, their sum), so
   step t+i reaches the group-sum register in cycle t+i+4 and S is complete in cycle t+c+5;
-- cycles t+c+6 .. t+c+9: S is converted to FP32 in four stages (magnitude, two normaliser halves,
-  exponent and packing; exact, spec §2.1);
+- cycles t+c+6 .. t+c+9: S is converted to FP32 in four stages (magnitude, leading-zero count,
+  normalising shift with the exponent, packing; exact, spec §2.1);
 - cycles t+c+10 .. t+c+13: the four-stage FP32 adder adds it into the accumulator;
 - for a group with ``last``: ``result.valid`` is high in cycle t + c + :data:`RESULT_LATENCY`
   (``RESULT_LATENCY`` = 14).
@@ -61,8 +61,9 @@ Datapath (cheap per cycle, for hardware and simulators alike): in a pair's first
 operand's 16 elements are unpacked once from its operand register into byte slots ``{sign,
 magnitude}`` (two 64-bit words) and its microexponents into an 8-bit field; each multiply step
 shifts them by the elements it consumed (4, 2 or 1) into slot registers for the next, so the four
-multipliers read slots at fixed positions instead of selecting elements by the step. The group sum is kept as a two's-complement bit pattern; conversion and adder
-normalise with a logarithmic shifter (:func:`hw.fp32.normalize`).
+multipliers read slots at fixed positions instead of selecting elements by the step. The group
+sum is kept as a two's-complement bit pattern; the conversion counts its leading zeros with a
+tree (:func:`hw.fp32.leading_zeros`) and shifts by the count a stage later.
 
 The ``multiplier="8x8"`` variant replaces the four 4x4 multipliers by one 8x8 multiplier doing
 one product per cycle (16 cycles per group in every mode) and keeps everything else. It exists
@@ -75,7 +76,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXP_BIAS, GROUP_SIZE, MX6, MX9, NAN_EXP, format_of
 
-from .fp32 import CANONICAL_NAN, FP32Add, normalize
+from .fp32 import CANONICAL_NAN, FP32Add, leading_zeros
 from .layouts import TaggedGroup
 
 __all__ = [
@@ -357,57 +358,53 @@ class PE(wiring.Component):
             with m.If(step == last_step):
                 m.d.sync += active.eq(0)
 
-        # Conversion of S to FP32 in four stages (magnitude; normaliser's first two shifts; its
-        # last three; exponent and packing): exact in the normal range; a value below 2^-126 is a
-        # subnormal or an underflow, flushed to signed zero (S has at most 21 bits, so no RNE step
-        # can reach 2^-126 from below); overflow gives Inf (spec §2.1).
+        # Conversion of S to FP32 in four stages (magnitude; leading-zero count; normalising
+        # shift, exponent and range checks; packing): exact in the normal range; a value below
+        # 2^-126 is a subnormal or an underflow, flushed to signed zero (S has at most 21 bits,
+        # so no RNE step can reach 2^-126 from below); overflow gives Inf (spec §2.1).
         c_valid = Signal(name="c_valid")
         c_mag = Signal(_SUM_BITS - 1, name="c_mag")
         c = dict(last=s_last, nan=s_nan, sign=s_val[-1], bexp=s_bexp)
         c1 = {k: Signal(len(v), name=f"c1_{k}") for k, v in c.items()}
         m.d.sync += [c_valid.eq(s_valid), c_mag.eq(Mux(s_val[-1], ~s_val + 1, s_val))]
         m.d.sync += [c1[k].eq(v) for k, v in c.items()]
-        n_valid = Signal(name="n_valid")
         # The product's biased exponent is base - lz, base = bexp + 20 (lz <= 20 for a nonzero
         # S). It overflows when lz <= base - 255 and underflows when lz >= base: both compares
-        # are prepared here, a stage before lz is known, so that the last stage compares five
-        # bits.
-        # Each flag compares the exponent with a constant, all in parallel.
+        # are prepared beside the count, each flag comparing the exponent with a constant, so
+        # that the next stage compares five bits.
+        n_valid = Signal(name="n_valid")
         bexp_in, top = c1["bexp"].as_signed(), _SUM_BITS - 2
         c1_prep = dict(base=(bexp_in + top)[0:8], high=(bexp_in + top - 255)[0:5],
                        over_all=bexp_in >= 255, over_some=(bexp_in >= 255 - top) & (bexp_in < 255),
-                       under_all=bexp_in <= -top, under_some=(bexp_in > -top) & (bexp_in <= 0))
+                       under_all=bexp_in <= -top, under_some=(bexp_in > -top) & (bexp_in <= 0),
+                       zero=c_mag == 0, mag=c_mag, lz=leading_zeros(m, c_mag, "s_lz"))
         c2 = {k: Signal(len(v), name=f"c2_{k}") for k, v in c1.items() if k != "bexp"}
         c2.update({k: Signal(len(v), name=f"c2_{k}") for k, v in c1_prep.items()})
-        c2["zero"] = Signal(name="c2_zero")
-        m.d.sync += [n_valid.eq(c_valid), c2["zero"].eq(c_mag == 0)]
+        m.d.sync += n_valid.eq(c_valid)
         m.d.sync += [c2[k].eq(c1[k]) for k in c1 if k != "bexp"]
         m.d.sync += [c2[k].eq(v) for k, v in c1_prep.items()]
-        lz_c, norm_c = normalize(m, c_mag, "s_lz", cut=2)
+        lz = c2["lz"]
         q_valid = Signal(name="q_valid")
-        c3 = {k: Signal(len(v), name=f"c3_{k}") for k, v in c2.items()}
-        lz = Signal.like(lz_c, name="c3_lz")
-        norm = Signal.like(norm_c, name="c3_norm")
-        m.d.sync += [q_valid.eq(n_valid), lz.eq(lz_c), norm.eq(norm_c)]
-        m.d.sync += [c3[k].eq(c2[k]) for k in c2]
-        c2 = c3
+        c3_next = dict(last=c2["last"], nan=c2["nan"], sign=c2["sign"], zero=c2["zero"],
+                       norm=(c2["mag"] << lz)[0:_SUM_BITS - 2], bexp=(c2["base"] - lz)[0:8],
+                       over=c2["over_all"] | (c2["over_some"] & (lz <= c2["high"])),
+                       under=c2["under_all"] | (c2["under_some"] & (lz >= c2["base"][0:5])))
+        c2 = {k: Signal(len(v), name=f"c3_{k}") for k, v in c3_next.items()}
+        m.d.sync += q_valid.eq(n_valid)
+        m.d.sync += [c2[k].eq(v) for k, v in c3_next.items()]
         sign = c2["sign"]
-        bexp = Signal(8, name="p_bexp")
-        m.d.comb += bexp.eq(c2["base"] - lz)
-        over = c2["over_all"] | (c2["over_some"] & (lz <= c2["high"]))
-        under = c2["under_all"] | (c2["under_some"] & (lz >= c2["base"][0:5]))
         p_word = Signal(32, name="p_word")
         with m.If(c2["nan"]):
             m.d.comb += p_word.eq(CANONICAL_NAN)
         with m.Elif(c2["zero"]):
             m.d.comb += p_word.eq(0)
-        with m.Elif(over):
+        with m.Elif(c2["over"]):
             m.d.comb += p_word.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
-        with m.Elif(under):
+        with m.Elif(c2["under"]):
             m.d.comb += p_word.eq(Cat(Const(0, 31), sign))
         with m.Else():
-            m.d.comb += p_word.eq(Cat(Const(0, 23 - (_SUM_BITS - 2)), norm[0:_SUM_BITS - 2],
-                                      bexp, sign))
+            m.d.comb += p_word.eq(Cat(Const(0, 23 - (_SUM_BITS - 2)), c2["norm"], c2["bexp"],
+                                      sign))
         p_valid = Signal(name="p_valid")
         p_last = Signal(name="p_last")
         p_val = Signal(32, name="p_val")

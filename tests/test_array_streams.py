@@ -51,7 +51,7 @@ def run_array(config, gemms, *, a_idle=0.0, w_idle=0.0, cmd_idle=0.0, o_stall=0.
     of its last row's transfer}."""
     dut = dut or GemmArray(config)
     rng = np.random.default_rng(seed)
-    R, C = config.rows, config.cols
+    C = config.cols
     lay = cmd_layout(config)
     plan = [steps(a, w, config) for a, w in gemms]
     a_steps = [s[0] for p in plan for s in p]

@@ -228,8 +228,9 @@ def test_hold_needs_an_output_register():
 
 @pytest.mark.parametrize("width", [1, 2, 5, 24, 25, 32])
 def test_leading_zeros(width):
-    """hw.fp32.leading_zeros (the near path's count): the width for zero, the distance of the
-    highest one from the MSB otherwise, on every single-bit value, all ones and random values."""
+    """hw.fp32.leading_zeros (the adder's near path and the PE's conversion count with it):
+    the width for zero, the distance of the highest one from the MSB otherwise, on every
+    single-bit value, all ones and random values."""
     m = Module()
     value = Signal(width)
     count = leading_zeros(m, value, "lz")

@@ -9,13 +9,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 import oracle
 
 from golden.formats import MX6, MX9
-from hw.fp32 import normalize
 from hw.pe import PE, RESULT_LATENCY, cycles_per_group
 from golden.mx import MXTensor
 from sim.pe_stimulus import (
@@ -191,29 +189,3 @@ def test_flush_boundary():
     cases.append(DotCase(a2, b2, expected_bits(a2, b2)))
     assert cases[-1].expected == 0x00800000
     check(cases)
-
-
-@pytest.mark.parametrize("width", [21, 27])
-def test_normalize(width):
-    """hw.fp32.normalize (the PE's conversion and adder use it): the leading-zero count and the
-    left-normalised value, on zero, one, every single-bit value and random values."""
-    m = Module()
-    value = Signal(width)
-    count, norm = normalize(m, value, "n")
-    rng = np.random.default_rng(width)
-    print(f"seed {width}")
-    vals = [0, (1 << width) - 1] + [1 << b for b in range(width)]
-    vals += [int(rng.integers(0, 1 << int(rng.integers(1, width + 1)))) for _ in range(200)]
-    got = []
-
-    async def bench(ctx):
-        for v in vals:
-            ctx.set(value, v)
-            got.append((ctx.get(count), ctx.get(norm)))
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    for v, (c, n) in zip(vals, got):
-        lz = width - v.bit_length()
-        assert (c, n) == (lz, (v << lz) & ((1 << width) - 1)), f"value {v:#x}"

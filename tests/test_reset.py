@@ -28,7 +28,7 @@ from hw.sequencer import GemmArray, cmd_layout
 from hw.top import MixDiTTop, TopConfig, command_layout
 from sim.array_stimulus import random_gemm
 from sim.mx_stimulus import golden_reorder, lanes_word, pack_fields, random_groups, random_order
-from sim.pe_stimulus import expected_bits, operand_words, random_dot
+from sim.pe_stimulus import operand_words, random_dot
 
 TAG_BITS = MAX_GROUP_BITS + 1
 _MASK = (1 << MAX_GROUP_BITS) - 1
