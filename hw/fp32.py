@@ -209,6 +209,10 @@ class FP32Add(wiring.Component):
         lost = Cat(*(j + 3 < dist_c for j in range(len(sig_y))))
         y_frame = Signal(_FRAME, name="y_frame")
         m.d.comb += y_frame.eq(y_field[29:56] | ((sig_y & lost) != 0))
+        # For a subtraction the next stage adds the one's complement and a carry in: no select
+        # after its carry chain.
+        y_term = Signal(_FRAME + 1, name="y_term")
+        m.d.comb += y_term.eq(Cat(y_frame, Const(0, 1)) ^ subtract.replicate(_FRAME + 1))
 
         # Near path, first half: a subtraction at distance 0 or 1, exact in a 25-bit frame (x's
         # hidden bit at bit 24, one bit below the significand for y's last bit at distance 1).
@@ -223,7 +227,7 @@ class FP32Add(wiring.Component):
         m.d.comb += near_mag.eq(Mux(near_neg, near_y - near_x, near_diff[0:_NEAR]))
 
         e = s0["ex_eff"]
-        s1 = dict(special=special, special_val=special_val, y_frame=y_frame, sig_x=sig_x,
+        s1 = dict(special=special, special_val=special_val, y_term=y_term, sig_x=sig_x,
                   subtract=subtract, exp=e, x_sign=s0["x_sign"], near_sign=s0["x_sign"] ^ near_neg,
                   near_mag=near_mag, near_try=subtract & (dist_c[1:5] == 0),
                   e_is_1=e == 1, e_is_254=e == 254)
@@ -240,8 +244,7 @@ class FP32Add(wiring.Component):
         # exact, so flushed.
         x_frame = Cat(Const(0, 3), s1["sig_x"])
         far_sum = Signal(_FRAME + 1, name="far_sum")
-        m.d.comb += far_sum.eq(Mux(s1["subtract"], x_frame - s1["y_frame"],
-                                   x_frame + s1["y_frame"]))
+        m.d.comb += far_sum.eq(x_frame + s1["y_term"] + s1["subtract"])
         carry_out, top = far_sum[_FRAME], far_sum[_FRAME - 1]
         far_norm = Signal(_FRAME, name="far_norm")
         with m.If(carry_out):
