@@ -163,6 +163,7 @@ class GemmArray(wiring.Component):
         # last.
         rows_valid = Signal(range(R + 1), name="rows_valid")
         slack = Signal(range(-depth - R, depth + 1), name="obuf_slack")
+        slack_take = Signal(range(R + 1), name="obuf_slack_take")
         is_last = Signal(name="is_last_step")
 
         def tile_rows(m_left):
@@ -270,12 +271,17 @@ class GemmArray(wiring.Component):
                      obuf.r_en.eq(self.o.ready)]
         pop = self.o.valid & self.o.ready
         # A last step counts its tile's rows into `used`; `slack` (room - used) loses them, or,
-        # when a new tile row begins, the new row's (its room changes by the difference). Both
-        # alternatives are formed from registers and `fire` only selects.
+        # when a new tile row begins, the new row's (its room changes by the difference):
+        # `slack_take`, registered every cycle (a tile's last steps are at least 4 cycles apart,
+        # and a command sets it directly). Every alternative is one addition of registers, and
+        # `fire` and `pop` only select.
         issue_last = fire & is_last
-        m.d.sync += [used.eq(Mux(issue_last, used + rows_valid - pop, used - pop)),
-                     slack.eq(Mux(issue_last, slack + pop - Mux(new_row, next_rows, rows_valid),
-                                  slack + pop))]
+        m.d.sync += slack_take.eq(Mux(new_row, next_rows, rows_valid))
+        m.d.sync += [used.eq(Mux(issue_last, Mux(pop, used + rows_valid - 1, used + rows_valid),
+                                 Mux(pop, used - 1, used))),
+                     slack.eq(Mux(issue_last,
+                                  Mux(pop, slack - (slack_take - 1), slack - slack_take),
+                                  Mux(pop, slack + 1, slack)))]
         m.d.comb += self.busy.eq(issuing | capturing | (used != 0))
 
         # ---- command ------------------------------------------------------------------------
@@ -287,7 +293,9 @@ class GemmArray(wiring.Component):
                          wait.eq(0),
                          cap_tn.eq(0), is_last.eq(p.kg == 1),
                          rows_valid.eq(tile_rows(p.m)),
-                         slack.eq(depth - tile_rows(p.m) - used + pop)]
+                         slack.eq(depth - tile_rows(p.m) - used + pop),
+                         slack_take.eq(Mux(p.n <= C, Mux(p.m >= 2 * R, R, p.m - R),
+                                           tile_rows(p.m)))]
             m.d.sync += [cap_m0.eq(0), cap_left_m.eq(p.m), cap_left_n.eq(p.n),
                          last_col.eq(p.n <= C), last_row.eq(p.m <= R),
                          row_ok.eq(Cat(p.m > r for r in range(R)))]
