@@ -114,8 +114,10 @@ class FP32Add(wiring.Component):
 
     def __init__(self, stages: int = 1, *, hold: bool = False) -> None:
         if not isinstance(stages, int) or isinstance(stages, bool) or stages not in range(5):
+            self._MustUse__silence = True  # never built: no "created but never used" warning
             raise ValueError(f"FP32Add stages must be 0 to 4, not {stages!r}")
         if hold and stages == 0:
+            self._MustUse__silence = True
             raise ValueError("FP32Add with hold needs stages >= 1 (the output register)")
         self.stages = stages
         self.hold = bool(hold)

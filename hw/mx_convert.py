@@ -79,6 +79,7 @@ class MXConverter(wiring.Component):
 
     def __init__(self, rounding: str = "trunc") -> None:
         if rounding not in ROUNDINGS:
+            self._MustUse__silence = True  # never built: no "created but never used" warning
             raise ValueError(f"Rounding must be one of {ROUNDINGS}, not {rounding!r}")
         self.rounding = rounding
         super().__init__()

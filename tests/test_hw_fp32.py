@@ -169,7 +169,6 @@ def test_random_large():
     check(a, b)
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rejects_bad_stages():
     with pytest.raises(ValueError, match="stages"):
         FP32Add(stages=5)
@@ -220,7 +219,6 @@ def test_hold_keeps_the_last_loaded_sum():
     assert got == expect
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_hold_needs_an_output_register():
     with pytest.raises(ValueError, match="hold"):
         FP32Add(stages=0, hold=True)
