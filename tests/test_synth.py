@@ -57,6 +57,11 @@ def test_devices_to_try_smallest_first_and_no_fit_reported():
     assert [d.name for d in fit] == ["LFE5U-45F", "LFE5U-85F"]
     assert [o["device"] for o in out] == ["LFE5U-25F"]
     assert "TRELLIS_COMB 30000/24288" in out[0]["reason"]
+    # 42,000 cells would fit the 45F's 43,848, but leave too few to route: the 85F.
+    fit, out = pnr.devices_to_try({"TRELLIS_COMB": 42000, "TRELLIS_FF": 10, "MULT18X18D": 0,
+                                   "DP16KD": 0, "TRELLIS_RAMW": 0})
+    assert [d.name for d in fit] == ["LFE5U-85F"]
+    assert "too full to route" in out[1]["reason"] and "42000/43848" in out[1]["reason"]
     fit, out = pnr.devices_to_try({"TRELLIS_COMB": 10, "TRELLIS_FF": 10, "MULT18X18D": 200,
                                    "DP16KD": 0, "TRELLIS_RAMW": 0})
     assert fit == [] and len(out) == 3
