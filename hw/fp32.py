@@ -31,12 +31,22 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros"]
+__all__ = ["FP32Add", "CANONICAL_NAN", "make_fp32_add", "leading_zeros", "infinity", "signed_zero"]
 
 #: The one NaN an accumulator produces (spec §1.3).
 CANONICAL_NAN = 0x7FC00000
 _FRAME = 27  # 24 significand bits + guard, round, sticky
 _NEAR = 25  # the near path: 24 significand bits + the one bit a distance of 1 shifts out
+
+
+def infinity(sign):
+    """The FP32 bit pattern of an infinity of sign ``sign`` (a 1-bit value)."""
+    return Cat(Const(0, 23), Const(0xFF, 8), sign)
+
+
+def signed_zero(sign):
+    """The FP32 bit pattern of a zero of sign ``sign`` (a 1-bit value): a flushed result."""
+    return Cat(Const(0, 31), sign)
 
 
 def leading_zeros(m: Module, value, name: str) -> Signal:
@@ -198,10 +208,10 @@ class FP32Add(wiring.Component):
             m.d.comb += [special.eq(1), special_val.eq(CANONICAL_NAN)]
         with m.Elif(s0["a_inf"]):
             m.d.comb += [special.eq(1),
-                         special_val.eq(Cat(Const(0, 23), Const(0xFF, 8), s0["a_sign"]))]
+                         special_val.eq(infinity(s0["a_sign"]))]
         with m.Elif(s0["b_inf"]):
             m.d.comb += [special.eq(1),
-                         special_val.eq(Cat(Const(0, 23), Const(0xFF, 8), s0["b_sign"]))]
+                         special_val.eq(infinity(s0["b_sign"]))]
 
         # Far path, first half: y in a 56-bit field, frame bits [29:56]; the bits shifted below
         # the frame are y's bits j < dist - 3, whose OR (the sticky bit) is formed from a mask
@@ -307,17 +317,17 @@ class FP32Add(wiring.Component):
             m.d.comb += other.eq(s2["special_val"])
         with m.Elif(s2["near_sel"]):
             with m.If(near_under):
-                m.d.comb += other.eq(Cat(Const(0, 31), s2["near_sign"]))  # FTZ, sign kept
+                m.d.comb += other.eq(signed_zero(s2["near_sign"]))  # FTZ, sign kept
             with m.Else():
                 m.d.comb += other.eq(Cat(near_norm[1:_NEAR - 1], near_exp, s2["near_sign"]))
         with m.Elif(s2["zero_sel"]):
             m.d.comb += other.eq(0)  # x - x is +0 under RNE
         with m.Elif(s2["over_sel"]):
-            m.d.comb += other.eq(Cat(Const(0, 23), Const(0xFF, 8), x_sign))
+            m.d.comb += other.eq(infinity(x_sign))
         with m.Else():
             # The far path's underflow; also 0 + 0 of equal signs, which keeps its sign
             # (-0 + -0 = -0).
-            m.d.comb += other.eq(Cat(Const(0, 31), x_sign))
+            m.d.comb += other.eq(signed_zero(x_sign))
         result = Signal(32, name="result")
         m.d.comb += result.eq(Mux(s2["far_sel"], Cat(far_word, x_sign), other))
 

@@ -76,7 +76,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.formats import EXP_BIAS, GROUP_SIZE, MX6, MX9, NAN_EXP, format_of
 
-from .fp32 import CANONICAL_NAN, FP32Add, leading_zeros
+from .fp32 import CANONICAL_NAN, FP32Add, infinity, leading_zeros, signed_zero
 from .layouts import TaggedGroup
 
 __all__ = [
@@ -389,26 +389,26 @@ class PE(wiring.Component):
                        norm=(c2["mag"] << lz)[0:_SUM_BITS - 2], bexp=(c2["base"] - lz)[0:8],
                        over=c2["over_all"] | (c2["over_some"] & (lz <= c2["high"])),
                        under=c2["under_all"] | (c2["under_some"] & (lz >= c2["base"][0:5])))
-        c2 = {k: Signal(len(v), name=f"c3_{k}") for k, v in c3_next.items()}
+        c3 = {k: Signal(len(v), name=f"c3_{k}") for k, v in c3_next.items()}
         m.d.sync += q_valid.eq(n_valid)
-        m.d.sync += [c2[k].eq(v) for k, v in c3_next.items()]
-        sign = c2["sign"]
+        m.d.sync += [c3[k].eq(v) for k, v in c3_next.items()]
+        sign = c3["sign"]
         p_word = Signal(32, name="p_word")
-        with m.If(c2["nan"]):
+        with m.If(c3["nan"]):
             m.d.comb += p_word.eq(CANONICAL_NAN)
-        with m.Elif(c2["zero"]):
+        with m.Elif(c3["zero"]):
             m.d.comb += p_word.eq(0)
-        with m.Elif(c2["over"]):
-            m.d.comb += p_word.eq(Cat(Const(0, 23), Const(0xFF, 8), sign))
-        with m.Elif(c2["under"]):
-            m.d.comb += p_word.eq(Cat(Const(0, 31), sign))
+        with m.Elif(c3["over"]):
+            m.d.comb += p_word.eq(infinity(sign))
+        with m.Elif(c3["under"]):
+            m.d.comb += p_word.eq(signed_zero(sign))
         with m.Else():
-            m.d.comb += p_word.eq(Cat(Const(0, 23 - (_SUM_BITS - 2)), c2["norm"], c2["bexp"],
+            m.d.comb += p_word.eq(Cat(Const(0, 23 - (_SUM_BITS - 2)), c3["norm"], c3["bexp"],
                                       sign))
         p_valid = Signal(name="p_valid")
         p_last = Signal(name="p_last")
         p_val = Signal(32, name="p_val")
-        m.d.sync += [p_valid.eq(q_valid), p_last.eq(c2["last"]), p_val.eq(p_word)]
+        m.d.sync += [p_valid.eq(q_valid), p_last.eq(c3["last"]), p_val.eq(p_word)]
 
         # Accumulate: one FP32 add per group (spec §1.3). The first add of a dot product finds
         # +0.0, so acc = +0.0 + P0 exactly as the golden model starts. The adder

@@ -167,7 +167,13 @@ class GemmArray(wiring.Component):
         is_last = Signal(name="is_last_step")
 
         def tile_rows(m_left):
+            """Rows of a tile row with ``m_left`` rows of A left: min(m_left, R)."""
             return Mux(m_left >= R, R, m_left)
+
+        def next_tile_rows(m_left):
+            """Rows of the tile row after the one with ``m_left`` rows left, min(m_left - R, R),
+            comparing ``m_left`` itself with a constant (read only when there is one)."""
+            return Mux(m_left >= 2 * R, R, m_left - R)
 
         gate = Signal(name="last_gate")
         m.d.comb += gate.eq((since == p_min) & (slack >= 0))
@@ -195,10 +201,8 @@ class GemmArray(wiring.Component):
             m.d.sync += wait.eq(cpg - 1)
         with m.Elif(wait != 0):
             m.d.sync += wait.eq(wait - 1)
-        # The next tile row's rows, min(M - m0 - R, R), from `issue_left_m` by one subtraction
-        # (only read when there is a next tile row).
         next_rows = Signal.like(rows_valid)
-        m.d.comb += next_rows.eq(Mux(iss_left_m >= 2 * R, R, iss_left_m - R))
+        m.d.comb += next_rows.eq(next_tile_rows(iss_left_m))
         new_row = iss_left_n <= C
         with m.If(fire & is_last):
             # `since` counts from 1 in the cycle after a last step: j cycles later it reads j.
@@ -249,17 +253,17 @@ class GemmArray(wiring.Component):
         m.d.comb += [row.col.eq(cap_tn), obuf.w_data.eq(row),
                      obuf.w_en.eq((landed & row_ok).any())]
 
-        def next_tile_row(rows_left):
-            """A new tile row: ``rows_left + R`` rows were left before it (the flags compare
-            that with constants)."""
-            m.d.sync += [last_row.eq(rows_left <= 2 * R),
-                         row_ok.eq(Cat(rows_left > R + r for r in range(R)))]
+        def capture_tile_row(m_left, before: int):
+            """The flags of a tile row with ``m_left - before`` rows of A left (comparing
+            ``m_left`` with constants): the last tile row, and which of its rows exist."""
+            m.d.sync += [last_row.eq(m_left <= before + R),
+                         row_ok.eq(Cat(m_left > before + r for r in range(R)))]
 
         with m.If(landed[R - 1]):
             with m.If(last_col):
                 m.d.sync += [cap_m0.eq(cap_m0 + R), cap_tn.eq(0), cap_left_m.eq(cap_left_m - R),
                              cap_left_n.eq(gn), last_col.eq(gn <= C)]
-                next_tile_row(cap_left_m)
+                capture_tile_row(cap_left_m, R)
                 with m.If(last_row):
                     m.d.sync += capturing.eq(0)
             with m.Else():
@@ -294,11 +298,10 @@ class GemmArray(wiring.Component):
                          cap_tn.eq(0), is_last.eq(p.kg == 1),
                          rows_valid.eq(tile_rows(p.m)),
                          slack.eq(depth - tile_rows(p.m) - used + pop),
-                         slack_take.eq(Mux(p.n <= C, Mux(p.m >= 2 * R, R, p.m - R),
-                                           tile_rows(p.m)))]
+                         slack_take.eq(Mux(p.n <= C, next_tile_rows(p.m), tile_rows(p.m)))]
             m.d.sync += [cap_m0.eq(0), cap_left_m.eq(p.m), cap_left_n.eq(p.n),
-                         last_col.eq(p.n <= C), last_row.eq(p.m <= R),
-                         row_ok.eq(Cat(p.m > r for r in range(R)))]
+                         last_col.eq(p.n <= C)]
+            capture_tile_row(p.m, 0)
         return m
 
 

