@@ -43,12 +43,13 @@ def _order_cycles(order, banks: int = _C) -> list[int]:
 
 
 def _top_cycles(m: int, n: int, array: int, per_token: int, config) -> int:
+    from hw.cycles import FIXED_OVERHEAD
     from hw.top import TAIL_LATENCY
 
     rows, cols = config.rows, config.cols
     tile_rows = -(-m // rows)
     col_tiles = -(-n // cols)
-    drain = cols + rows + 8                     # fill and drain of the array (hw/cycles.py)
+    drain = cols + rows + FIXED_OVERHEAD        # fill and drain of the array (hw/cycles.py)
     period = (array - drain) / (tile_rows * col_tiles)
     t_end = 0.0
     for tok in range(m):

@@ -14,9 +14,10 @@ Term by term: 1 cycle from the command to the first K step, ``S - c_L`` to the l
 0, ``(T - 1) * P`` to the last step of the last tile (tile t+1's last step follows tile t's after
 ``S`` cycles, or after ``P_min`` when the tile is shorter than its drain), ``c_L`` more for its
 multiply steps, the issue register (1), the skew and the mesh to column C-1 (``C - 1``), the PE's
-RESULT_LATENCY (14), ``rows_L - 1`` cycles for the rows of that tile to land, the output buffer
-(2), and 1 for counting both ends. With ``S >= P_min`` that is ``T * S + C + rows_L + 17``, i.e.
-spec §3's target ``ceil(M/R) * ceil(N/C) * cbar * Kg + R + C + 17``: fill and drain are paid
+RESULT_LATENCY (14), ``rows_L - 1`` cycles for the rows of that tile to land, the landing
+register and the output buffer (3), and 1 for counting both ends. With ``S >= P_min`` that is
+``T * S + C + rows_L + 18``, i.e. spec §3's target ``ceil(M/R) * ceil(N/C) * cbar * Kg + R + C +
+18``: fill and drain are paid
 once per GEMM. The design without overlap that DaCapo and SCALE-Sim count is
 ``T * (S + R + C - 2)`` (:func:`no_overlap_cycles`).
 """
@@ -30,7 +31,7 @@ __all__ = ["group_cycles", "tile_cycles", "gemm_cycles", "no_overlap_cycles", "t
            "FIXED_OVERHEAD"]
 
 #: Constant cycles of :func:`gemm_cycles` beyond ``C + rows_L`` (see the module docstring).
-FIXED_OVERHEAD = 3 + RESULT_LATENCY
+FIXED_OVERHEAD = 4 + RESULT_LATENCY
 
 
 def _formats(fmts, kg: int, what: str) -> list:

@@ -37,7 +37,7 @@ skewed mesh (:class:`hw.array.SkewedMesh`) the next cycle; the next step may be 
 operands are available. The last step of a tile carries ``last``: each PE's result lands in its
 shadow register while its accumulator starts the next tile. Row r of tile t lands in cycle
 ``X_t + c_last + C + RESULT_LATENCY + r`` (``X_t`` the issue cycle of tile t's last step; PE (r, C-1) is the
-last of the row), and is written into the output buffer in that very cycle.
+last of the row), is registered in that cycle and written into the output buffer in the next.
 
 Two rules keep every result: the last steps of two tiles are issued at least
 ``P_min = max(R, C)`` cycles apart (rows land one per cycle, and the next tile's results reach
@@ -221,12 +221,15 @@ class GemmArray(wiring.Component):
                 m.d.sync += [k.eq(k + 1), is_last.eq(k + 2 == gkg)]
 
         # ---- capture side: row r of a tile lands when PE (r, C-1)'s result does -------------
-        # A landed row goes to the output buffer in the cycle it lands, so the path from a
-        # last-column PE to the buffer's write port carries no arithmetic: which of the tile's
-        # rows lie inside the GEMM (`row_ok`) and whether the tile is the last of its row or of
-        # the GEMM are registers. They are kept with the rows and columns left from the tile
-        # (`cap_left_m`, `cap_left_n`), so that each flag of the next tile compares a register
-        # with a constant; the column mask compares `cap_left_n` with constants.
+        # A landed row is registered (`landed`, `row_data`) in the cycle it lands and written into
+        # the output buffer the next: the wires from the mesh's last column to the buffer are the
+        # longest of the array (a 4 x 4 array's slowest path on ECP5 ran from a last-column PE's
+        # result valid into the buffer's write enable, 11.5 ns of it routing). From the register
+        # on, the path carries no arithmetic: which of the tile's rows lie inside the GEMM
+        # (`row_ok`) and whether the tile is the last of its row or of the GEMM are registers.
+        # They are kept with the rows and columns left from the tile (`cap_left_m`,
+        # `cap_left_n`), so that each flag of the next tile compares a register with a constant;
+        # the column mask compares `cap_left_n` with constants.
         cap_m0 = Signal(range(cfg.max_m + R + 1), name="cap_m0")
         cap_tn = Signal(cfg.col_bits, name="cap_col")
         cap_left_m = Signal(cfg.m_bits, name="cap_left_m")
@@ -234,17 +237,20 @@ class GemmArray(wiring.Component):
         row_ok = Signal(R, name="cap_row_ok")
         last_col = Signal(name="cap_last_col")
         last_row = Signal(name="cap_last_row")
+        land_now = Cat(mesh.result[r][C - 1].valid for r in range(R))
         landed = Signal(R, name="row_landed")
-        m.d.comb += landed.eq(Cat(mesh.result[r][C - 1].valid for r in range(R)))
-        # At most one row lands per cycle (tiles' last steps are P_min >= R apart): AND-OR mux.
+        row_data = Signal(olay["data"].shape, name="row_data")
+        m.d.sync += landed.eq(land_now)
+        row = Signal(olay)
+        m.d.comb += row.data.eq(row_data)
+        for c in range(C):
+            # At most one row lands per cycle (tiles' last steps are P_min >= R apart): AND-OR.
+            m.d.sync += row_data[c].eq(_or_rows(mesh, land_now, R, c))
+            m.d.comb += row.mask[c].eq(cap_left_n > c)
         row_idx = Signal(range(R), name="landed_row")
         for r in range(R):
             with m.If(landed[r]):
                 m.d.comb += row_idx.eq(r)
-        row = Signal(olay)
-        for c in range(C):
-            m.d.comb += [row.data[c].eq(_or_rows(mesh, landed, R, c)),
-                         row.mask[c].eq(cap_left_n > c)]
         if R & (R - 1) == 0:
             # cap_m0 is a multiple of R: with R a power of two the row index fills its low bits.
             m.d.comb += row.row.eq(Cat(row_idx, cap_m0[(R - 1).bit_length():]))

@@ -18,8 +18,8 @@ from golden.perf.workloads import Gemm
 from hw.pe import RESULT_LATENCY
 
 # The fill and drain beyond C + rows_L (hw/cycles.py): command-to-step 1, issue register 1, the
-# PE's result latency, the output buffer 2, less 1 for counting both ends.
-FILL = 1 + 1 + RESULT_LATENCY + 2 - 1
+# PE's result latency, the landing register 1, the output buffer 2, less 1 for counting both ends.
+FILL = 1 + 1 + RESULT_LATENCY + 1 + 2 - 1
 
 
 def mixdit(*args):
