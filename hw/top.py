@@ -54,6 +54,7 @@ from amaranth.lib.wiring import In, Out
 
 from .array import verilog_modules
 from .config import ArrayConfig
+from .mx_convert import CONVERT_LATENCY
 from .layouts import TaggedGroup
 from .reorder import Reorder, ReorderConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
@@ -69,9 +70,9 @@ ARRAY_LATENCY = 2
 #: Cycles from the last result row's transfer on ``c`` to the first read of the last token it
 #: completes, and from a group's last bank read to its transfer on ``o``: the token count
 #: register, the table row fetch, the bank read, the landing register, the read data
-#: register, the gather register and the converter's two stages, less the one cycle both ends
+#: register, the gather register and the converter's stages, less the one cycle both ends
 #: share.
-TAIL_LATENCY = 8
+TAIL_LATENCY = 6 + CONVERT_LATENCY
 
 
 @dataclass(frozen=True)

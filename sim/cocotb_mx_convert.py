@@ -16,6 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
 from golden.formats import MX9
+from hw.mx_convert import CONVERT_LATENCY
 from sim.drivers import always, bursts, coin, collect
 from sim.mx_stimulus import golden_words, lanes_word, random_groups, special_groups, tie_groups
 
@@ -102,7 +103,8 @@ async def _run_patterns(dut, groups: np.ndarray, fmts) -> None:
         if name == "full-rate":
             # One group per cycle in steady state: N groups take N cycles plus the latency
             # and the one cycle the sink needs to see the first word.
-            assert cycles <= len(groups) + 3, f"{len(groups)} groups took {cycles} cycles"
+            want = len(groups) + CONVERT_LATENCY + 1
+            assert cycles == want, f"{len(groups)} groups took {cycles} cycles, not {want}"
 
 
 @cocotb.test()

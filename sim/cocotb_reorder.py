@@ -19,7 +19,7 @@ from cocotb.triggers import FallingEdge, Timer
 
 from golden.formats import GROUP_SIZE, MX9
 from golden.synthetic import outlier_activations
-from hw.reorder import ReorderConfig, group_cycles
+from hw.reorder import PIPELINE_CYCLES, ReorderConfig, group_cycles
 from sim.drivers import always, bursts, coin, collect
 from sim.mx_stimulus import (
     adversarial_order, calibrated_plan, golden_reorder, pack_fields, random_order,
@@ -173,8 +173,8 @@ async def permutation_kinds_under_backpressure(dut):
                           kind, name, cycles, sched, tokens * k / cycles)
             if name == "full-rate":
                 # Command -> table row -> read -> land -> read data register -> gather
-                # register -> converter (2 stages): 7 cycles more.
-                assert cycles == sched + 7, (kind, cycles, sched)
+                # register -> converter (6 stages): 11 cycles more.
+                assert cycles == sched + 11 == sched + PIPELINE_CYCLES, (kind, cycles, sched)
 
 
 @cocotb.test()
@@ -200,4 +200,4 @@ async def dit_calibrated_layers(dut):
         dut._log.info("real layer %s (%d MX9 groups), %s: %d cycles, schedule %d", what,
                       int(mx9.sum()), name, cycles, sched)
         if name == "full-rate":
-            assert cycles == sched + 7, (what, cycles, sched)
+            assert cycles == sched + PIPELINE_CYCLES, (what, cycles, sched)
