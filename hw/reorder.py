@@ -16,8 +16,9 @@ group that still waits for it (a fixed-priority arbiter per bank). A group there
 ``max_b |{i : chan_i mod C == b}|`` cycles, at least ``ceil(16 / C)``: one cycle when its 16
 channels sit in 16 different banks (C = 16), 16 cycles when they all sit in one bank. The next
 group's row is prefetched from the table while the current one is read, so groups follow each
-other without a bubble; the words read are registered one cycle after the read (the banks' read
-latency) and selected into their lanes the next; a group completes then, is registered whole
+other without a bubble; each bank's read address is registered before the read, the words read
+are registered one cycle after it (the banks' read latency) and selected into their lanes the
+next; a group completes then, is registered whole
 (the gather register: the lane multiplexers end at a flip-flop, not in the converter's first
 stage, which kept the controller at 26 MHz on ECP5) and enters the converter the next cycle.
 Without back-pressure a command's groups leave :data:`PIPELINE_CYCLES` cycles after its read
@@ -52,9 +53,9 @@ _FP32_BITS = 32
 
 #: Cycles from a command's transfer to its last group's transfer on ``o``, beyond the read
 #: schedule (the sum of :func:`group_cycles` over its groups), with ``o`` always ready: the
-#: table row fetch, the first read, the bank read, the read data register and the gather
-#: register, then the converter's stages (both ends counted once).
-PIPELINE_CYCLES = 5 + CONVERT_LATENCY
+#: table row fetch, the first grant, the address register, the bank read, the read data register
+#: and the gather register, then the converter's stages (both ends counted once).
+PIPELINE_CYCLES = 6 + CONVERT_LATENCY
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,11 @@ class Reorder(wiring.Component):
 
         # --- output buffer banks: the array writes one word per bank --------------------------
         stall = Signal()
+        # Each bank's read address is registered (`a_addr`) before it reaches the block RAM: the
+        # arbiters' grant into the address adder and across the chip to the RAM's address pins
+        # was the controller's slowest path (59.7 MHz on ECP5).
         rd_addr = [Signal(addr_bits, name=f"rd_addr{b}") for b in range(C)]
+        a_addr = [Signal(addr_bits, name=f"a_addr{b}") for b in range(C)]
         rd_data = []
         w_addr = Signal(addr_bits)
         m.d.comb += [
@@ -243,7 +248,7 @@ class Reorder(wiring.Component):
                 wp.addr.eq(w_addr),
                 wp.data.eq(self.w.payload.data[b]),
                 wp.en.eq(self.w.valid),
-                rp.addr.eq(rd_addr[b]),
+                rp.addr.eq(a_addr[b]),
                 rp.en.eq(~stall),
             ]
             # The read data is registered before the lanes select from it: a block RAM's
@@ -260,6 +265,11 @@ class Reorder(wiring.Component):
         f_grp = Signal.like(self.cmd.payload.groups)
         f_tok = Signal.like(self.cmd.payload.tokens)
         f_rowbase = Signal(addr_bits)
+        # Whether the row fetched next is its token's last, and the token the command's last:
+        # registers, so that a fetch only selects (the fetch decision ends the controller's
+        # longest path, from the current group's completion).
+        f_last_grp = Signal()
+        f_last_tok = Signal()
         n_groups = Signal.like(self.cmd.payload.groups)
         n_tokens = Signal.like(self.cmd.payload.tokens)
         n_valid = Signal()                     # the table read port holds the next row
@@ -271,7 +281,12 @@ class Reorder(wiring.Component):
         c_fmt = Signal()
         c_pending = Signal(GROUP_SIZE)
         c_rowbase = Signal(addr_bits)
-        # Two landing stages: the banks' read ports, then their registered data (`rd_q`).
+        # Three stages after the grant: the read addresses, the banks' read ports, then their
+        # registered data (`rd_q`).
+        a_grant = Signal(GROUP_SIZE)           # lanes whose address is in `a_addr` now
+        a_bank = Signal(data.ArrayLayout(unsigned(max(1, bb)), GROUP_SIZE))
+        a_last = Signal()
+        a_fmt = Signal()
         r_grant = Signal(GROUP_SIZE)           # lanes whose word the banks read now
         r_bank = Signal(data.ArrayLayout(unsigned(max(1, bb)), GROUP_SIZE))
         r_last = Signal()                      # ... and they complete the group
@@ -304,7 +319,18 @@ class Reorder(wiring.Component):
             m.d.comb += rd_addr[b].eq(c_rowbase + offset)
         m.d.comb += grant.eq(_or_all(grant_terms))
         remaining = c_pending & ~grant
-        done = c_valid & (remaining == 0)
+        # The group is done when no bank has two lanes still pending: each bank then grants its
+        # last one now (the same as `remaining == 0`). Formed from `c_same`, which pairs of lanes
+        # share a bank (registered with the group), and not from the arbiters' grants: their
+        # carry chains made the path from the group's state to the next table-row fetch the
+        # controller's slowest.
+        pairs = [(i, j) for i in range(GROUP_SIZE) for j in range(i + 1, GROUP_SIZE)]
+        c_same = Signal(len(pairs), name="c_same")
+        clash = Signal(name="bank_clash")
+        m.d.comb += clash.eq(Cat(*(c_pending[i] & c_pending[j] & c_same[n]
+                                   for n, (i, j) in enumerate(pairs))).any())
+        done = Signal(name="group_done")
+        m.d.comb += done.eq(c_valid & ~clash)
         take = ~stall & n_valid & (~c_valid | done)
         fetch = f_active & (~n_valid | take)
         if cfg.gated:
@@ -314,7 +340,8 @@ class Reorder(wiring.Component):
             tr.addr.eq(f_base + f_grp),
             tr.en.eq(fetch),
             self.cmd.ready.eq(~f_active),
-            self.busy.eq(f_active | n_valid | c_valid | r_grant.any() | l_grant.any() | q_valid),
+            self.busy.eq(f_active | n_valid | c_valid | a_grant.any() | r_grant.any()
+                         | l_grant.any() | q_valid),
         ]
 
         with m.If(self.cmd.valid & ~f_active):
@@ -323,40 +350,52 @@ class Reorder(wiring.Component):
                 f_active.eq((p.groups != 0) & (p.tokens != 0)),
                 f_base.eq(p.entry * cfg.max_groups),
                 f_grp.eq(0),
+                f_last_grp.eq(p.groups == 1),
                 f_tok.eq(0),
+                f_last_tok.eq(p.tokens == 1),
                 f_rowbase.eq(0),
                 n_groups.eq(p.groups),
                 n_tokens.eq(p.tokens),
             ]
         with m.If(fetch):
             m.d.sync += [n_valid.eq(1), n_rowbase.eq(f_rowbase)]
-            with m.If(f_grp + 1 == n_groups):
+            with m.If(f_last_grp):
                 m.d.sync += [
                     f_grp.eq(0),
+                    f_last_grp.eq(n_groups == 1),
                     f_tok.eq(f_tok + 1),
+                    f_last_tok.eq(f_tok + 2 == n_tokens),
                     f_rowbase.eq(f_rowbase + cfg.row_words),
                 ]
-                with m.If(f_tok + 1 == n_tokens):
+                with m.If(f_last_tok):
                     m.d.sync += f_active.eq(0)
             with m.Else():
-                m.d.sync += f_grp.eq(f_grp + 1)
+                m.d.sync += [f_grp.eq(f_grp + 1), f_last_grp.eq(f_grp + 2 == n_groups)]
         with m.Elif(take):
             m.d.sync += n_valid.eq(0)
 
         with m.If(~stall):
             m.d.sync += [
-                r_grant.eq(grant),
-                r_last.eq(done),
-                r_fmt.eq(c_fmt),
+                a_grant.eq(grant),
+                a_last.eq(done),
+                a_fmt.eq(c_fmt),
+                r_grant.eq(a_grant),
+                r_last.eq(a_last),
+                r_fmt.eq(a_fmt),
+                r_bank.eq(a_bank),
                 l_grant.eq(r_grant),
                 l_last.eq(r_last),
                 l_fmt.eq(r_fmt),
                 l_bank.eq(r_bank),
                 c_pending.eq(remaining),
             ]
+            m.d.sync += [a_addr[b].eq(rd_addr[b]) for b in range(C)]
             for i in range(GROUP_SIZE):
-                m.d.sync += r_bank[i].eq(lane_bank[i])
+                m.d.sync += a_bank[i].eq(lane_bank[i])
             with m.If(take):
+                row_bank = [tr.data.chans[i][:bb] for i in range(GROUP_SIZE)]
+                m.d.sync += c_same.eq(Cat(*((row_bank[i] == row_bank[j]) if bb else Const(1, 1)
+                                            for i, j in pairs)))
                 m.d.sync += [
                     c_valid.eq(1),
                     c_chans.eq(tr.data.chans),

@@ -69,10 +69,10 @@ ARRAY_LATENCY = 2
 
 #: Cycles from the last result row's transfer on ``c`` to the first read of the last token it
 #: completes, and from a group's last bank read to its transfer on ``o``: the token count
-#: register, the table row fetch, the bank read, the landing register, the read data
-#: register, the gather register and the converter's stages, less the one cycle both ends
-#: share.
-TAIL_LATENCY = 6 + CONVERT_LATENCY
+#: register, the table row fetch, the address register, the bank read, the landing register,
+#: the read data register, the gather register and the converter's stages, less the one cycle
+#: both ends share.
+TAIL_LATENCY = 7 + CONVERT_LATENCY
 
 
 @dataclass(frozen=True)

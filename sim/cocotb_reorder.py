@@ -172,9 +172,9 @@ async def permutation_kinds_under_backpressure(dut):
             dut._log.info("%s order, %s: %d cycles, schedule %d, %.2f channels/cycle",
                           kind, name, cycles, sched, tokens * k / cycles)
             if name == "full-rate":
-                # Command -> table row -> read -> land -> read data register -> gather
-                # register -> converter (6 stages): 11 cycles more.
-                assert cycles == sched + 11 == sched + PIPELINE_CYCLES, (kind, cycles, sched)
+                # Command -> table row -> grant -> address register -> land -> read data
+                # register -> gather register -> converter (6 stages): 12 cycles more.
+                assert cycles == sched + 12 == sched + PIPELINE_CYCLES, (kind, cycles, sched)
 
 
 @cocotb.test()

@@ -163,9 +163,10 @@ def test_read_schedule_cycles(kind):
     mx9 = np.array([0, 0, 1, 1], dtype=bool)
     ((_, cycles),) = _check(config, [(acts, order, mx9, 0)])
     schedule = 2 * sum(group_cycles(order[g * 16:(g + 1) * 16], 16) for g in range(4))
-    # cmd accepted -> row fetched (1) -> first read (1) -> data lands (1) -> read data register
-    # (1) -> gather register (1) -> converter (6): 11 cycles, the documented PIPELINE_CYCLES.
-    assert cycles == schedule + 11 == schedule + PIPELINE_CYCLES, (cycles, schedule)
+    # cmd accepted -> row fetched (1) -> first grant (1) -> address register (1) -> data lands
+    # (1) -> read data register (1) -> gather register (1) -> converter (6): 12 cycles, the
+    # documented PIPELINE_CYCLES.
+    assert cycles == schedule + 12 == schedule + PIPELINE_CYCLES, (cycles, schedule)
 
 
 def test_gated_reads_wait_for_the_limit():
