@@ -4,7 +4,8 @@ Each row is one ``mixdit synth`` run (cached by content under build/synth, so a 
 ``make synth`` only prints): the precision-flexible PE beside the 8x8-multiplier baseline PE,
 each with its multipliers on MULT18X18D DSP blocks (Yosys' default) and in LUTs (``-nodsp``, the
 ASIC-like choice); the MX converter with truncation and with RNE; the reordering controller; a
-2 x 2 and a 4 x 4 GEMM array with its sequencer, each with DSP and with LUT multipliers.
+2 x 2 and a 4 x 4 GEMM array with its sequencer, each with DSP and with LUT multipliers; the
+whole top at 2 x 2 (array, output buffer, controller and converter).
 """
 
 import sys
@@ -25,6 +26,7 @@ JOBS = (
     ("array 2x2 + sequencer", "array", {"rows": 2, "cols": 2, "nodsp": True}),
     ("array 4x4 + sequencer", "array", {"rows": 4, "cols": 4}),
     ("array 4x4 + sequencer", "array", {"rows": 4, "cols": 4, "nodsp": True}),
+    ("top 2x2 (whole)", "top", {"rows": 2, "cols": 2}),
 )
 
 
