@@ -17,8 +17,8 @@ multiply steps, the issue register (1), the skew and the mesh to column C-1 (``C
 RESULT_LATENCY (14), ``rows_L - 1`` cycles for the rows of that tile to land, the landing
 register and the output buffer (3), and 1 for counting both ends. With ``S >= P_min`` that is
 ``T * S + C + rows_L + 18``, i.e. spec §3's target ``ceil(M/R) * ceil(N/C) * cbar * Kg + R + C +
-18``: fill and drain are paid
-once per GEMM. The design without overlap that DaCapo and SCALE-Sim count is
+18``: fill and drain are paid once per GEMM. The design without overlap that DaCapo and
+SCALE-Sim count is
 ``T * (S + R + C - 2)`` (:func:`no_overlap_cycles`).
 """
 

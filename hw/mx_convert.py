@@ -4,8 +4,7 @@ Two blocks live here:
 
 * :class:`MXConverter`, the full quantizer. It takes one group of 16 FP32 bit patterns and a
   per-group precision tag per cycle and emits one :data:`hw.layouts.TaggedGroup` per cycle,
-  :data:`CONVERT_LATENCY` cycles later (a pipeline that stalls stage by stage under
-  back-pressure).
+  :data:`CONVERT_LATENCY` cycles later (a pipeline that stalls as a whole under back-pressure).
 * :class:`MX9ToMX6`, the cheap path: under truncation an MX6 group is the exact bit slice
   ``q6 = q9 >> 3`` of the MX9 group with the same ``E`` and ``mu`` (spec §1.1), so it is pure
   wiring plus a multiplexer.
@@ -131,7 +130,9 @@ class MXConverter(wiring.Component):
         exps = [lanes[k][_FRAC_BITS:_FRAC_BITS + EXP_BITS] for k in range(GROUP_SIZE)]
         pair_exps = [(exps[SUBGROUP_SIZE * j], exps[SUBGROUP_SIZE * j + 1])
                      for j in range(MICRO_COUNT)]
+        # The FP32 fields above the low fraction bits are already in _Lane's order.
         compact = [Cat(x[:_LOW_FRAC].any(), x[_LOW_FRAC:]) for x in lanes]
+        assert all(len(c) == _Lane.size for c in compact)
         stage(1, s1_lanes.eq(Cat(compact)), s1_fmt.eq(self.i.payload.fmt),
               *[s1_pair[j].eq(Mux(a > b, a, b)) for j, (a, b) in enumerate(pair_exps)],
               s1_nan.eq(Cat((a == NAN_EXP) | (b == NAN_EXP) for a, b in pair_exps)))

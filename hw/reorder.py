@@ -18,9 +18,9 @@ channels sit in 16 different banks (C = 16), 16 cycles when they all sit in one 
 group's row is prefetched from the table while the current one is read, so groups follow each
 other without a bubble; each bank's read address is registered before the read, the words read
 are registered one cycle after it (the banks' read latency) and selected into their lanes the
-next; a group completes then, is registered whole
-(the gather register: the lane multiplexers end at a flip-flop, not in the converter's first
-stage, which kept the controller at 26 MHz on ECP5) and enters the converter the next cycle.
+next; a group completes then, is registered whole (the gather register: the lane multiplexers
+end at a flip-flop, not in the converter's first stage, which kept the controller at 26 MHz on
+ECP5) and enters the converter the next cycle.
 Without back-pressure a command's groups leave :data:`PIPELINE_CYCLES` cycles after its read
 schedule.
 
@@ -303,7 +303,11 @@ class Reorder(wiring.Component):
         m.d.comb += stall.eq(l_last & q_held)
 
         # Per bank, a fixed-priority arbiter over the lanes still waiting for it.
-        lane_bank = [c_chans[i][:bb] if bb else Const(0, 1) for i in range(GROUP_SIZE)]
+        def bank_of(chan):
+            """The bank that holds channel ``chan`` (bank 0 when there is one bank)."""
+            return chan[:bb] if bb else Const(0, 1)
+
+        lane_bank = [bank_of(c_chans[i]) for i in range(GROUP_SIZE)]
         grant = Signal(GROUP_SIZE)
         grant_terms = []
         for b in range(C):
@@ -393,9 +397,8 @@ class Reorder(wiring.Component):
             for i in range(GROUP_SIZE):
                 m.d.sync += a_bank[i].eq(lane_bank[i])
             with m.If(take):
-                row_bank = [tr.data.chans[i][:bb] for i in range(GROUP_SIZE)]
-                m.d.sync += c_same.eq(Cat(*((row_bank[i] == row_bank[j]) if bb else Const(1, 1)
-                                            for i, j in pairs)))
+                row_bank = [bank_of(tr.data.chans[i]) for i in range(GROUP_SIZE)]
+                m.d.sync += c_same.eq(Cat(*(row_bank[i] == row_bank[j] for i, j in pairs)))
                 m.d.sync += [
                     c_valid.eq(1),
                     c_chans.eq(tr.data.chans),

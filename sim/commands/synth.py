@@ -85,11 +85,11 @@ def build(block: str, rows: "int | None" = None, cols: "int | None" = None,
         if block == "array":
             from hw.sequencer import GemmArray
             return GemmArray(ArrayConfig(rows=r, cols=c), pe_module="array_pe"), f"array_{r}x{c}"
-        if c & (c - 1):
-            raise UsageError(f"--cols of the top must be a power of two (its controller's "
-                             f"buffer banks), not {c}")
         from hw.top import make_top
-        return make_top(r, c), f"top_{r}x{c}"
+        try:
+            return make_top(r, c), f"top_{r}x{c}"
+        except ValueError as exc:  # the top's own checks (its controller's banks are the columns)
+            raise UsageError(f"--block top --rows {r} --cols {c}: {exc}") from None
     if block == "mx_convert":
         from hw.mx_convert import MXConverter
         return MXConverter(rounding), "mx_convert" if rounding == "trunc" else "mx_convert_rne"
